@@ -1,0 +1,99 @@
+"""What a worker runs: the job interface, and how a job is found by name.
+
+A job is a callable ``job(config, context) -> JobResult``. ``config`` is the configuration
+BOHB sampled (plain Python values: every searched and every constant hyperparameter of the
+search space), ``context`` says what else the job needs to know about the run (the budget,
+the run's max budget, the device, where data and checkpoints live).
+
+A job returns ``{"loss": float | None, "info": {...}}``: ``loss`` is what BOHB minimises,
+``info`` holds what was measured and only JSON-native values. A job that fails in a way the
+user should see (diverged, out of memory) returns :func:`failure` instead of raising: the
+worker keeps serving and the failure lands in the results log with its reason.
+
+Jobs are registered under the ``hpo.jobs`` entry-point group (``name = module:callable``);
+a ``module:callable`` string works too, so users can plug in their own job without packaging.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable, Mapping, Optional, Protocol, TypedDict
+
+from hpo.errors import UserError
+
+DEFAULT_JOB = "image_classifier"
+
+#: Jobs shipped with the project, usable even when the package is not installed
+#: (entry points then do not exist, e.g. when running from a source tree).
+BUILTIN_JOBS = {
+    "image_classifier": "workers.image_classifier:run",
+    "synthetic": "workers.synthetic:run",
+}
+
+
+class JobResult(TypedDict):
+    loss: Optional[float]
+    info: dict
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Everything about the run a job may need besides its configuration."""
+
+    budget: float
+    max_budget: float
+    min_budget: float
+    run_id: str = "local"
+    config_id: tuple = ()
+    seed: int = 0
+    device: Optional[str] = None  # None: pick CUDA when available, else CPU
+    data_root: Optional[str] = None  # None: the job's default (HPO_DATA_ROOT or ~/.cache/hpo/data)
+    working_directory: str = "."  # per-run scratch space (checkpoints) shared by the run's jobs
+    options: Mapping[str, Any] = field(default_factory=dict)  # worker-side settings, e.g. loader workers
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Job(Protocol):
+    def __call__(self, config: Mapping[str, Any], context: JobContext) -> JobResult: ...
+
+
+def failure(reason: str, message: str, **info: Any) -> JobResult:
+    """A failed job's result: no loss, and the reason in ``info`` (``status`` is ``"failed"``)."""
+    return {"loss": None, "info": {"status": "failed", "reason": reason, "message": message, **info}}
+
+
+def is_failure(result: Optional[Mapping[str, Any]]) -> bool:
+    """True for a missing result, a failure result, or one whose loss is not a finite number."""
+    if not result:
+        return True
+    loss = result.get("loss")
+    return not isinstance(loss, (int, float)) or not math.isfinite(loss)
+
+
+def load_job(name: str) -> Callable[[Mapping[str, Any], JobContext], JobResult]:
+    """Return the job callable registered as ``name``, or named by ``module:callable``."""
+    target = None
+    for ep in entry_points(group="hpo.jobs"):
+        if ep.name == name:
+            target = ep.value
+            break
+    if target is None:
+        target = BUILTIN_JOBS.get(name, name)
+    if ":" not in target:
+        known = ", ".join(sorted(set(BUILTIN_JOBS) | {ep.name for ep in entry_points(group="hpo.jobs")}))
+        raise UserError(f"job {name!r}: unknown job (known: {known}; or give module:callable)")
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"job {name!r}: cannot import {module_name} ({exc})") from exc
+    try:
+        job = getattr(module, attr)
+    except AttributeError:
+        raise UserError(f"job {name!r}: {module_name} has no {attr!r}") from None
+    return job
