@@ -25,7 +25,7 @@ def _score(config: Mapping[str, Any]) -> float:
         if isinstance(value, bool):
             continue
         if isinstance(value, (int, float)):
-            x = math.log10(value) if value > 0 and name in {"lr", "weight_decay"} else float(value)
+            x = math.log10(value) if value > 0 else float(value)
             total += (x - 0.3) ** 2 / (1.0 + abs(x))
         elif isinstance(value, str):
             total += (zlib.crc32(f"{name}={value}".encode()) % 7) / 10.0

@@ -1,0 +1,304 @@
+"""The ``hpo`` command: run, master, worker, nameserver, train, space check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Optional, Sequence
+
+import yaml
+
+from hpo.errors import UserError
+from hpo.network import DEFAULT_NAMESERVER_PORT, parse_address
+
+logger = logging.getLogger("hpo")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    # hpbandster narrates every dispatch at INFO; keep that for -v.
+    logging.getLogger("hpo.master.hpbandster").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("hpo.worker.hpbandster").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("hpbandster").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (docker stop, kill) ends a command like Ctrl-C: cleanly."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+# --- shared flags ---------------------------------------------------------------------------------
+
+
+def _add_budget_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("budgets (default: the search space's 'budget' section)")
+    group.add_argument("--min-budget", type=float, help="smallest budget, in epochs")
+    group.add_argument("--max-budget", type=float, help="largest budget, in epochs")
+    group.add_argument("--eta", type=float, help="successive-halving factor (> 1)")
+    group.add_argument("--iterations", type=int, help="number of successive-halving iterations")
+    parser.add_argument("--optimizer", choices=["bohb", "hyperband", "randomsearch"], default="bohb",
+                        help="BOHB, or a baseline (default: bohb)")
+    parser.add_argument("--seed", type=int, help="random seed (default: the space's 'seed', else 0)")
+    parser.add_argument("--ping-interval", type=float, default=10.0, help=argparse.SUPPRESS)
+    parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live bar")
+
+
+def _add_worker_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("worker")
+    group.add_argument("--device", help="torch device, e.g. cuda:1 (default: CUDA when available, else CPU)")
+    group.add_argument("--data-root", default=os.environ.get("HPO_DATA_ROOT"),
+                       help="where data sets are downloaded and read (env HPO_DATA_ROOT)")
+    group.add_argument("--loader-workers", type=int, help="DataLoader worker processes per job")
+    group.add_argument("--strict-images", action="store_true", help="fail a job on a corrupt image instead of skipping it")
+    group.add_argument("--job", help="job to run instead of the one the search space names (name or module:callable)")
+
+
+def _worker_options(args: argparse.Namespace) -> dict:
+    options = {}
+    if args.loader_workers is not None:
+        options["loader_workers"] = args.loader_workers
+    if args.strict_images:
+        options["strict_images"] = True
+    return options
+
+
+def _budget(space, args):
+    from hpo.master import with_overrides
+
+    return with_overrides(space.budget, min_budget=args.min_budget, max_budget=args.max_budget, eta=args.eta,
+                          iterations=args.iterations)
+
+
+def _master_settings(space, args, run_id: str, results: str, nameserver: tuple[str, int], host: Optional[str],
+                     min_workers: int):
+    from hpo.master import MasterSettings
+
+    return MasterSettings(
+        run_id=run_id, results_dir=results, nameserver_host=nameserver[0], nameserver_port=nameserver[1], host=host,
+        budget=_budget(space, args), optimizer=args.optimizer, min_workers=min_workers, seed=args.seed,
+        ping_interval=args.ping_interval, show_progress=not args.no_progress,
+    )
+
+
+def _check_run_id(run_id: str) -> str:
+    if not run_id or any(c in run_id for c in "/\\ .") or len(run_id) > 100:
+        raise UserError(f"--run-id {run_id!r}: use letters, digits, '-' and '_' only")
+    return run_id
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hpo.launcher import run_local
+    from hpo.space import load_space
+
+    space = load_space(args.space)
+    run_id = _check_run_id(args.run_id or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    results = args.results or str(Path("results") / run_id)
+    settings = _master_settings(space, args, run_id, results, ("127.0.0.1", 0), "127.0.0.1", args.workers)
+    worker_args = []
+    if args.data_root:
+        worker_args += ["--data-root", args.data_root]
+    if args.loader_workers is not None:
+        worker_args += ["--loader-workers", str(args.loader_workers)]
+    if args.strict_images:
+        worker_args += ["--strict-images"]
+    if args.job:
+        worker_args += ["--job", args.job]
+    devices = args.devices.split(",") if args.devices else None
+    summary = run_local(space, settings, args.workers, worker_args, devices=devices)
+    print(f"run {summary.run_id}: {summary.jobs} jobs ({summary.failed} failed), best loss "
+          f"{'-' if summary.best_loss is None else f'{summary.best_loss:.4g}'}; results in {summary.results_dir}")
+    print(f"next: hpo-report {summary.results_dir}")
+    return 0
+
+
+def cmd_master(args: argparse.Namespace) -> int:
+    from hpo.master import run_master
+    from hpo.space import load_space
+
+    space = load_space(args.space)
+    run_id = _check_run_id(args.run_id)
+    results = args.results or str(Path("results") / run_id)
+    settings = _master_settings(space, args, run_id, results, parse_address(args.nameserver), args.host,
+                                args.min_workers)
+    settings.nameserver_timeout = args.connect_timeout
+    summary = run_master(space, settings)
+    print(f"run {summary.run_id}: {summary.jobs} jobs ({summary.failed} failed); results in {summary.results_dir}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from hpo.worker import WorkerSettings, run_worker
+
+    host, port = parse_address(args.nameserver)
+    run_worker(WorkerSettings(
+        run_id=_check_run_id(args.run_id), nameserver_host=host, nameserver_port=port, host=args.host, job=args.job,
+        device=args.device, data_root=args.data_root, work_dir=args.work_dir, options=_worker_options(args),
+        nameserver_timeout=args.connect_timeout,
+    ))
+    return 0
+
+
+def cmd_nameserver(args: argparse.Namespace) -> int:
+    from hpo.nameserver import serve_nameserver
+
+    serve_nameserver(args.host, args.port)
+    return 0
+
+
+def _parse_set(items: Sequence[str]) -> dict:
+    from hpo.space import _Loader
+
+    values = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise UserError(f"--set {item!r}: expected NAME=VALUE")
+        try:
+            values[name.strip()] = yaml.load(text, Loader=_Loader)
+        except yaml.YAMLError:
+            values[name.strip()] = text
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hpo.jobs import JobContext, is_failure, load_job
+    from hpo.space import load_space
+    from hpo.values import to_json_safe
+
+    space = load_space(args.space)
+    budget = _budget(space, args)
+    config = space.config_with(_parse_set(args.set or []))
+    epochs = args.budget if args.budget is not None else budget.max_budget
+    if not epochs > 0:
+        raise UserError(f"--budget: must be > 0 (got {epochs:g})")
+    context = JobContext(
+        budget=float(epochs), max_budget=float(max(budget.max_budget, epochs)), min_budget=budget.min_budget,
+        run_id="train", config_id=(0, 0, 0), seed=space.seed if args.seed is None else args.seed,
+        device=args.device, data_root=args.data_root, working_directory=str(Path(args.work_dir or ".").resolve()),
+        options=_worker_options(args),
+    )
+    logger.info("config: %s", json.dumps(config))
+    job = load_job(args.job or space.job)
+    started = time.time()
+    result = job(config, context)
+    stamps = {"submitted": started, "started": started, "finished": time.time()}
+    line = to_json_safe([[0, 0, 0], float(epochs), stamps, result, None])
+    print(json.dumps(line, indent=args.indent))
+    return 1 if is_failure(result) else 0
+
+
+def cmd_space_check(args: argparse.Namespace) -> int:
+    from hpo.optimizers import budget_ladder
+    from hpo.space import load_space
+
+    for path in args.spaces:
+        space = load_space(path)
+        entries = space.describe()
+        searched = [e["name"] for e in entries if e["searched"]]
+        constants = [e["name"] for e in entries if not e["searched"]]
+        b = space.budget
+        ladder = ", ".join(f"{x:.3g}" for x in budget_ladder(b.min_budget, b.max_budget, b.eta))
+        print(f"{path}: ok: {len(searched)} searched ({', '.join(searched) or '-'}), "
+              f"{len(constants)} constant ({', '.join(constants) or '-'}), "
+              f"{len(space.configspace.conditions)} condition(s), "
+              f"{len(space.configspace.forbidden_clauses)} forbidden; job {space.job}; "
+              f"budgets {ladder} (eta {b.eta:g}, {b.iterations} iterations)")
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpo", description="BOHB hyperparameter optimization for image classifiers")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="nameserver, master and N workers on this machine")
+    p.add_argument("space", help="search-space YAML file")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--devices", help="comma-separated devices given to workers in turn (default: every GPU, else CPU)")
+    p.add_argument("--run-id", help="run name (default: <space name>-<date-time>)")
+    p.add_argument("--results", help="results directory (default: results/<run-id>)")
+    _add_budget_flags(p)
+    _add_worker_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("master", help="the optimizer; workers join it through the nameserver")
+    p.add_argument("space", help="search-space YAML file")
+    p.add_argument("--run-id", required=True, help="run name that workers use to find this master")
+    p.add_argument("--nameserver", default=f"127.0.0.1:{DEFAULT_NAMESERVER_PORT}", help="HOST:PORT of the nameserver")
+    p.add_argument("--host", help="address to listen on for workers (default: the one that reaches the nameserver)")
+    p.add_argument("--results", help="results directory (default: results/<run-id>)")
+    p.add_argument("--min-workers", type=int, default=1, help="workers to wait for before starting (default 1)")
+    p.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to wait for the nameserver")
+    _add_budget_flags(p)
+    p.set_defaults(func=cmd_master)
+
+    p = sub.add_parser("worker", help="serve jobs for a run; start one per GPU")
+    p.add_argument("--run-id", required=True, help="the master's run id")
+    p.add_argument("--nameserver", default=f"127.0.0.1:{DEFAULT_NAMESERVER_PORT}", help="HOST:PORT of the nameserver")
+    p.add_argument("--host", help="address to listen on for the master (default: the one that reaches the nameserver)")
+    p.add_argument("--work-dir", help="directory for checkpoints (default: the master's results directory)")
+    p.add_argument("--connect-timeout", type=float, default=300.0, help="seconds to wait for the nameserver")
+    _add_worker_flags(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("nameserver", help="the Pyro4 nameserver masters and workers meet at")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=DEFAULT_NAMESERVER_PORT, help=f"port (default {DEFAULT_NAMESERVER_PORT})")
+    p.set_defaults(func=cmd_nameserver)
+
+    p = sub.add_parser("train", help="run one configuration at one budget in this process")
+    p.add_argument("space", help="search-space YAML file")
+    p.add_argument("--budget", type=float, help="epochs (default: the max budget)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a default value (repeatable)")
+    p.add_argument("--work-dir", help="directory for checkpoints (default: .)")
+    p.add_argument("--indent", type=int, default=None, help="pretty-print the result with this indent")
+    _add_budget_flags(p)
+    _add_worker_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("space", help="search-space tools")
+    space_sub = p.add_subparsers(dest="space_command", required=True, metavar="SUBCOMMAND")
+    c = space_sub.add_parser("check", help="check search-space files and summarise them")
+    c.add_argument("spaces", nargs="+", metavar="SPACE", help="search-space YAML files")
+    c.set_defaults(func=cmd_space_check)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    _terminate_as_interrupt()
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"hpo: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("hpo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

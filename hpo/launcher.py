@@ -1,0 +1,154 @@
+"""``hpo run``: nameserver, workers and master on one machine, as separate OS processes.
+
+The nameserver and the workers are child processes (``python -m hpo ...``); the master runs in
+this process so it can show progress. Children get their own session (so Ctrl-C reaches only this
+process, which then stops them in order) and, on Linux, die with this process even if it is killed.
+"""
+
+from __future__ import annotations
+
+import _thread
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+from hpo.errors import UserError
+from hpo.master import MasterSettings, RunSummary, run_master
+from hpo.network import free_port
+from hpo.results import check_free
+from hpo.space import SearchSpace
+
+logger = logging.getLogger("hpo.launcher")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class ChildProcesses:
+    """Child processes started with their output in log files, stopped in order."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: dict[str, subprocess.Popen] = {}
+
+    def spawn(self, name: str, args: Sequence[str], env: Optional[dict] = None) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "hpo", *args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        self.children[name] = process
+        logger.debug("started %s (pid %d), log %s", name, process.pid, log_path)
+        return process
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def wait(self, names: Sequence[str], timeout: float) -> bool:
+        """Wait until the named children exit; False if some are still running after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        for name in names:
+            try:
+                self.children[name].wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return False
+        return True
+
+    def stop(self, names: Optional[Sequence[str]] = None, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds, for every named child still running."""
+        targets = [self.children[n] for n in (names or list(self.children)) if n in self.children]
+        for process in targets:
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + grace
+        for process in targets:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def detect_gpus() -> list[str]:
+    """``cuda:i`` for every GPU ``nvidia-smi -L`` lists (none when it is missing); torch-free."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [f"cuda:{i}" for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+
+
+def run_local(space: SearchSpace, settings: MasterSettings, n_workers: int, worker_args: Sequence[str] = (),
+              devices: Optional[Sequence[str]] = None) -> RunSummary:
+    """Run nameserver, ``n_workers`` worker processes and the master here, then stop them all."""
+    if n_workers < 1:
+        raise UserError(f"--workers: must be >= 1 (got {n_workers})")
+    check_free(settings.results_dir)
+    port = free_port("127.0.0.1")
+    settings = replace(settings, nameserver_host="127.0.0.1", nameserver_port=port, host="127.0.0.1",
+                       min_workers=n_workers)
+    devices = list(devices) if devices else detect_gpus()
+    children = ChildProcesses(Path(settings.results_dir) / "logs")
+    worker_names = [f"worker-{i + 1}" for i in range(n_workers)]
+    env = dict(os.environ)
+    if not devices and "OMP_NUM_THREADS" not in env:
+        # CPU workers share the cores instead of each starting one thread per core.
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n_workers))
+    finished = threading.Event()
+    try:
+        children.spawn("nameserver", ["nameserver", "--host", "127.0.0.1", "--port", str(port)])
+        for i, name in enumerate(worker_names):
+            args = ["worker", "--run-id", settings.run_id, "--nameserver", f"127.0.0.1:{port}", "--host", "127.0.0.1",
+                    *worker_args]
+            if devices:
+                args += ["--device", devices[i % len(devices)]]
+            children.spawn(name, args, env=env)
+        logger.info("started a nameserver on 127.0.0.1:%d and %d worker process(es); logs in %s",
+                    port, n_workers, children.log_dir)
+        watchdog = threading.Thread(target=_watch_workers, args=(children, worker_names, finished), daemon=True)
+        watchdog.start()
+        summary = run_master(space, settings)
+        finished.set()
+        if not children.wait(worker_names, timeout=30):
+            logger.warning("some workers did not exit after the run; stopping them")
+        return summary
+    finally:
+        finished.set()
+        children.stop(worker_names)
+        children.stop(["nameserver"])
+
+
+def _watch_workers(children: ChildProcesses, names: Sequence[str], finished: threading.Event) -> None:
+    """Report workers that die; stop the run (as Ctrl-C would) when none is left."""
+    reported: set[str] = set()
+    while not finished.wait(1.0):
+        for name in names:
+            code = children.children[name].poll()
+            if code is not None and name not in reported:
+                reported.add(name)
+                logger.error("%s exited with code %s; see %s", name, code, children.log_path(name))
+        if len(reported) == len(names) and not finished.is_set():
+            logger.error("no worker left; stopping the run")
+            _thread.interrupt_main()
+            return
