@@ -105,7 +105,7 @@ class SearchSpace:
             if name not in config:
                 raise UserError(f"{self.path}: --set {name}: inactive under the other values (see its 'when')")
         try:
-            self.configspace.check_configuration(config)
+            config.check_valid_configuration()
         except Exception as exc:  # ConfigSpace raises several error types (forbidden, illegal)
             raise UserError(f"{self.path}: --set: {_one_line(exc)}") from None
         return to_builtin(dict(config))
