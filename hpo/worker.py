@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -82,7 +84,25 @@ def run_worker(settings: WorkerSettings) -> None:
     wait_for_nameserver(settings.nameserver_host, settings.nameserver_port, settings.nameserver_timeout)
     host = settings.host or local_address_towards(settings.nameserver_host, settings.nameserver_port)
     worker = JobWorker(settings, host=host)
+    _shut_down_on_signals(worker)
     logger.info("worker %s for run %s serving on %s (nameserver %s:%d)", worker.name, settings.run_id, host,
                 settings.nameserver_host, settings.nameserver_port)
     worker.run(background=False)
     logger.info("worker %s shut down", worker.name)
+
+
+def _shut_down_on_signals(worker: JobWorker) -> None:
+    """SIGTERM/SIGINT (docker stop, Ctrl-C) end the worker as the master does: its Pyro daemon stops,
+    it leaves the nameserver, and the process exits 0. A job still running is lost (and recorded
+    as crashed by the master)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum, frame) -> None:
+        if getattr(worker, "pyro_daemon", None) is None:  # not serving yet
+            raise KeyboardInterrupt
+        logger.info("worker %s: signal %d, shutting down", worker.name, signum)
+        threading.Thread(target=worker.shutdown, name="hpo-worker-shutdown", daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)

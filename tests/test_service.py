@@ -208,3 +208,29 @@ def test_progress_lines_when_not_a_terminal(tmp_path, run_hpo):
     assert proc.returncode == 0
     assert "iteration 1/1 | jobs 13/13 finished" in proc.stderr
     assert "best loss" in proc.stderr and "elapsed" in proc.stderr
+
+
+def test_worker_stops_cleanly_on_sigterm_and_leaves_the_nameserver(tmp_path):
+    import Pyro4
+
+    port = free_port()
+    nameserver = start("nameserver", "--host", "127.0.0.1", "--port", str(port), log=tmp_path / "ns.log")
+    worker = start("worker", "--run-id", "term", "--nameserver", f"127.0.0.1:{port}", log=tmp_path / "w.log")
+    try:
+        registered = {}
+        for _ in range(60):
+            time.sleep(0.5)
+            try:
+                with Pyro4.locateNS(host="127.0.0.1", port=port) as ns:
+                    registered = ns.list(prefix="hpbandster.run_term.worker.")
+            except Pyro4.errors.PyroError:
+                continue
+            if registered:
+                break
+        assert registered, (tmp_path / "w.log").read_text()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+        with Pyro4.locateNS(host="127.0.0.1", port=port) as ns:
+            assert ns.list(prefix="hpbandster.run_term.worker.") == {}
+    finally:
+        stop(worker, nameserver)
