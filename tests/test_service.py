@@ -234,3 +234,52 @@ def test_worker_stops_cleanly_on_sigterm_and_leaves_the_nameserver(tmp_path):
             assert ns.list(prefix="hpbandster.run_term.worker.") == {}
     finally:
         stop(worker, nameserver)
+
+
+def test_a_worker_dying_mid_run_does_not_stop_the_run(tmp_path):
+    space = tmp_path / "slow.yaml"
+    space.write_text((SPACES / "synthetic.yaml").read_text() + "  seconds_per_epoch: 0.3\n")
+    results = tmp_path / "run"
+    run = subprocess.Popen(hpo_command("run", str(space), "--workers", "2", "--results", str(results),
+                                       "--run-id", "die1", "--iterations", "2", "--no-progress",
+                                       "--ping-interval", "1"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+    try:
+        deadline = time.time() + 60
+        while not (results / "results.json").exists() or not (results / "results.json").read_text():
+            time.sleep(0.3)
+            assert time.time() < deadline, "no result within 60 s"
+        workers = [pid for pid in children_of(run.pid)
+                   if "worker" in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        _, err = run.communicate(timeout=180)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err[-3000:]
+    assert "worker-" in err and "exited with code -9" in err
+    lines = read_lines(results / "results.json")
+    assert len(lines) == 17  # every job of the 2 iterations got a result line
+    finished = [r for r in lines if r[3] is not None]
+    assert all(math.isfinite(r[3]["loss"]) for r in finished)
+
+
+def test_children_die_with_a_killed_run(tmp_path):
+    space = tmp_path / "slow.yaml"
+    space.write_text((SPACES / "synthetic.yaml").read_text() + "  seconds_per_epoch: 1\n")
+    run = subprocess.Popen(hpo_command("run", str(space), "--workers", "2", "--results", str(tmp_path / "run"),
+                                       "--no-progress"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           cwd=str(ROOT))
+    children = []
+    deadline = time.time() + 60
+    while len(children) < 3 and time.time() < deadline:
+        time.sleep(0.3)
+        children = children_of(run.pid)
+    assert len(children) == 3
+    run.kill()
+    run.wait(timeout=10)
+    deadline = time.time() + 20
+    while any(alive(pid) for pid in children) and time.time() < deadline:
+        time.sleep(0.3)
+    assert not [pid for pid in children if alive(pid)]
