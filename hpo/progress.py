@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import threading
 import time
@@ -34,6 +35,7 @@ class Progress:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._bar = None
+        self._redirect = None
         self._last_finished = -1
 
     def line(self) -> str:
@@ -51,9 +53,12 @@ class Progress:
     def start(self) -> "Progress":
         if self.interactive:
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
-            self._bar = tqdm(total=self.counts.total_jobs, file=self.stream, unit="job", dynamic_ncols=True,
-                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}] {postfix}")
+            self._redirect = logging_redirect_tqdm()  # log lines print above the bar, not through it
+            self._redirect.__enter__()
+            self._bar = tqdm(total=self.counts.total_jobs, file=self.stream, unit="job",
+                             ncols=max(shutil.get_terminal_size((100, 24)).columns, 60))
         self._thread = threading.Thread(target=self._loop, name="hpo-progress", daemon=True)
         self._thread.start()
         return self
@@ -85,3 +90,5 @@ class Progress:
         self.update()
         if self._bar is not None:
             self._bar.close()
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
