@@ -1,0 +1,138 @@
+"""Models: torchvision by name, head replacement, regimes, and the three kinds of weights."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+
+from hpo.jobs import is_failure
+from workers.errors import JobSetupError, WeightsUnavailable
+from workers.image_classifier import run
+from workers.models import build_model
+from workers_helpers import context, tiny
+
+
+@pytest.mark.parametrize(
+    "name, head",
+    [
+        ("alexnet", "classifier.6"),
+        ("resnet18", "fc"),
+        ("vgg11_bn", "classifier.6"),
+        ("mobilenet_v3_small", "classifier.3"),
+        ("squeezenet1_1", "classifier.1"),
+        ("efficientnet_b0", "classifier.1"),
+    ],
+)
+def test_any_classification_model_gets_a_head_with_the_data_sets_classes(name, head):
+    built = build_model(name, num_classes=7)
+    assert built.head_name == head
+    built.model.eval()
+    with torch.no_grad():
+        out = built.model(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 7)
+
+
+def test_frozen_vgg16_trains_only_the_classifier_block():
+    built = build_model("vgg16", num_classes=10, regime="frozen")
+    trainable, total = built.parameter_counts()
+    classifier_params = sum(p.numel() for p in built.model.classifier.parameters())
+    assert trainable == classifier_params
+    assert total == trainable + sum(p.numel() for p in built.model.features.parameters())
+    assert not any(p.requires_grad for p in built.model.features.parameters())
+
+
+def test_frozen_resnet50_trains_only_fc_and_keeps_batch_norm_in_eval_mode():
+    built = build_model("resnet50", num_classes=10, regime="frozen")
+    trainable, total = built.parameter_counts()
+    assert trainable == 2048 * 10 + 10
+    built.train_mode()
+    assert built.model.fc.training
+    batch_norms = [m for m in built.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert batch_norms and not any(m.training for m in batch_norms)
+
+
+def test_finetune_trains_every_weight():
+    built = build_model("resnet18", num_classes=10, regime="finetune")
+    trainable, total = built.parameter_counts()
+    assert trainable == total
+
+
+def test_unknown_model_and_regime_are_setup_errors():
+    with pytest.raises(JobSetupError, match="model 'resnet5'"):
+        build_model("resnet5", num_classes=3)
+    with pytest.raises(JobSetupError, match="regime"):
+        build_model("resnet18", num_classes=3, regime="partial")
+
+
+def test_a_self_saved_imagenet_shaped_state_dict_loads_the_backbone_and_gets_a_new_head(tmp_path):
+    torch.manual_seed(1)
+    source = torchvision.models.resnet18(num_classes=1000)
+    path = tmp_path / "resnet18.pth"
+    torch.save(source.state_dict(), path)
+
+    built = build_model("resnet18", num_classes=10, weights=str(path))
+
+    loaded = built.model.state_dict()
+    for key, value in source.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(loaded[key], value), key
+    assert loaded["fc.weight"].shape == (10, 512)
+
+
+def test_a_state_dict_with_a_fitting_head_loads_the_head_too(tmp_path):
+    torch.manual_seed(2)
+    source = torchvision.models.resnet18(num_classes=10)
+    path = tmp_path / "finetuned.pth"
+    torch.save({"state_dict": source.state_dict()}, path)
+    built = build_model("resnet18", num_classes=10, weights=str(path))
+    assert torch.equal(built.model.fc.weight, source.fc.weight)
+
+
+def test_a_state_dict_of_another_architecture_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "resnet34.pth"
+    torch.save(torchvision.models.resnet34().state_dict(), path)
+    with pytest.raises(WeightsUnavailable) as caught:
+        build_model("resnet18", num_classes=10, weights=str(path))
+    assert "resnet34.pth" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_job_runs_from_a_self_saved_state_dict(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    result = run(tiny(weights=str(path)), context(budget=1, max_budget=1))
+    assert not is_failure(result)
+
+
+def test_imagenet_weights_that_cannot_be_fetched_fail_with_how_to_provide_them(tmp_path, monkeypatch):
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    result = run(tiny(weights="imagenet"), context())
+    assert result["loss"] is None
+    info = result["info"]
+    assert info["status"] == "failed" and info["reason"] == "weights"
+    assert "resnet18-f37072fd.pth" in info["message"] and str(tmp_path / "torch") in info["message"]
+    assert "\n" not in info["message"]
+
+
+def test_a_missing_weights_file_is_a_weights_failure():
+    result = run(tiny(weights="/nonexistent/model.pth"), context())
+    assert result["info"]["reason"] == "weights" and "/nonexistent/model.pth" in result["info"]["message"]
+
+
+def test_imagenet_weights_already_in_the_torch_cache_load_without_network(tmp_path, monkeypatch):
+    weights = torchvision.models.ResNet18_Weights.DEFAULT
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.manual_seed(4)
+    provided = torchvision.models.resnet18().state_dict()
+    torch.save(provided, cache / weights.url.rsplit("/", 1)[-1])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    built = build_model("resnet18", num_classes=5, weights="imagenet")
+    assert torch.equal(built.model.conv1.weight, provided["conv1.weight"])
+    assert built.model.fc.out_features == 5

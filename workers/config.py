@@ -1,0 +1,84 @@
+"""The configuration keys the image-classifier job reads, with their defaults and checks.
+
+See ``workers/README.md`` for the table. Unknown keys are ignored (a search space may carry
+keys for other purposes); values arrive as plain Python or numpy scalars from ConfigSpace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, Optional
+
+from workers.errors import JobSetupError
+
+OBJECTIVES = ("val_loss", "val_error")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    model: str = "resnet18"
+    weights: str = "none"  # imagenet | none | path of a state-dict file
+    regime: str = "finetune"  # finetune | frozen
+    dataset: str = "digits"
+    data_dir: Optional[str] = None  # dataset "folder" only
+    image_size: int = 224
+    augmentation: str = "none"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    lr_schedule: str = "cosine"
+    lr_step_size: Optional[int] = None  # lr_schedule "step"
+    lr_gamma: float = 0.1  # lr_schedule "step"
+    objective: str = "val_loss"
+    split_seed: int = 0
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2  # data sets without their own test split
+    max_train_images: Optional[int] = None
+    max_eval_images: Optional[int] = None  # caps validation and test sets (quick runs)
+    strict_images: bool = False
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"true", "yes", "1", "on"}:
+            return True
+        if lowered in {"false", "no", "0", "off", "none", ""}:
+            return False
+        raise JobSetupError(f"{key} {value!r}: not a boolean")
+    return bool(value)
+
+
+def _convert(key: str, kind: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        if kind in (int, "int", "Optional[int]"):
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        if kind in (float, "float"):
+            return float(value)
+        if kind in (bool, "bool"):
+            return _as_bool(key, value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise JobSetupError(f"{key} {value!r}: expected {kind if isinstance(kind, str) else kind.__name__}") from None
+
+
+def read_config(config: Mapping[str, Any]) -> ClassifierConfig:
+    """The job's settings from a sampled configuration (defaults for absent keys)."""
+    values = {}
+    for spec in fields(ClassifierConfig):
+        if spec.name in config:
+            values[spec.name] = _convert(spec.name, spec.type, config[spec.name])
+    settings = ClassifierConfig(**values)
+    if settings.objective not in OBJECTIVES:
+        raise JobSetupError(f"objective {settings.objective!r}: must be one of {', '.join(OBJECTIVES)}")
+    if settings.batch_size < 1:
+        raise JobSetupError(f"batch_size {settings.batch_size}: must be at least 1")
+    return settings

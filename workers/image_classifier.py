@@ -1,0 +1,215 @@
+"""The image-classifier job: transfer learning of a torchvision model, budget = epochs.
+
+``run(config, context)`` reads the configuration (:mod:`workers.config`), builds the data
+splits, model, optimizer and schedule, trains ``epochs_for_budget(context.budget)`` epochs and
+returns ``{"loss", "info"}``. The loss is the validation cross-entropy at the end of the budget
+(``objective: val_loss``) or the validation error ``1 - accuracy`` (``objective: val_error``).
+Test metrics are measured only at the run's max budget, and never used for selection.
+
+Problems the user can fix (a bad value, weights or data that are not available, an unreadable
+image under ``strict_images``) and training failures (``diverged``, CUDA ``oom``) come back as
+failure results with a one-line message: the worker keeps serving.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from hpo.errors import UserError
+from hpo.jobs import JobContext, JobResult, failure
+from workers.config import ClassifierConfig, read_config
+from workers.datasets import load_dataset
+from workers.devices import (
+    TrainingSettings,
+    apply_global_settings,
+    device_name,
+    free_device_memory,
+    resolve_device,
+    training_settings,
+)
+from workers.errors import Diverged
+from workers.models import ClassifierModel, build_model
+from workers.optimization import build_optimizer, build_scheduler, epochs_for_budget
+from workers.splits import Splits, make_splits
+from workers.training import evaluate, fit
+from workers.transforms import eval_transform, train_transform
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedJob:
+    """Everything built from the configuration, ready to train."""
+
+    config: ClassifierConfig
+    context: JobContext
+    settings: TrainingSettings
+    seed: int
+    epochs: int
+    max_epochs: int
+    splits: Splits
+    classifier: Optional[ClassifierModel]
+    optimizer: Optional[torch.optim.Optimizer]
+    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler]
+    loaders: dict
+    skipped_images: int
+    started: float
+
+    @property
+    def at_max_budget(self) -> bool:
+        return self.context.budget >= self.context.max_budget * (1 - 1e-9)
+
+    def release(self) -> None:
+        """Drop the model and optimizer (to free device memory)."""
+        self.classifier = self.optimizer = self.scheduler = None
+        self.loaders = {}
+
+
+def job_seed(seed: int, config_id: Any) -> int:
+    """The seed of a job: the run's seed combined with the configuration's id (same for every budget)."""
+    ids = tuple(int(i) for i in config_id) if config_id else ()
+    return (int(seed) * 1_000_003 + zlib.crc32(repr(ids).encode())) % 2**31
+
+
+def _loader(dataset, batch_size: int, shuffle: bool, settings: TrainingSettings, workers: int, seed: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle and len(dataset) > batch_size,  # no 1-image batch for batch-norm
+        num_workers=workers,
+        pin_memory=settings.pin_memory,
+        generator=generator,
+        persistent_workers=False,
+    )
+
+
+def prepare(config: Mapping[str, Any], context: JobContext) -> PreparedJob:
+    """Read ``config`` and build data, model and optimizer (raises ``UserError`` on bad input)."""
+    started = time.time()
+    cfg = read_config(config)
+    options = dict(context.options or {})
+    if options.get("torch_threads"):
+        torch.set_num_threads(int(options["torch_threads"]))
+    settings = training_settings(resolve_device(context.device))
+    apply_global_settings(settings)
+    epochs = epochs_for_budget(context.budget)
+    max_epochs = max(epochs_for_budget(context.max_budget), epochs)
+    seed = job_seed(context.seed, context.config_id)
+    strict = cfg.strict_images or bool(options.get("strict_images", False))
+
+    data = load_dataset(cfg.dataset, context.data_root, cfg.data_dir, strict_images=strict)
+    splits = make_splits(
+        data,
+        train_transform(cfg.image_size, cfg.augmentation),
+        eval_transform(cfg.image_size),
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.split_seed,
+        max_train_images=cfg.max_train_images,
+        max_eval_images=cfg.max_eval_images,
+    )
+    torch.manual_seed(seed)
+    classifier = build_model(cfg.model, data.num_classes, cfg.weights, cfg.regime)
+    trainable = [p for p in classifier.model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(cfg.optimizer, trainable, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.nesterov)
+    scheduler = build_scheduler(optimizer, cfg.lr_schedule, max_epochs, cfg.lr_step_size, cfg.lr_gamma)
+    workers = int(options.get("loader_workers") or 0)
+    loaders = {
+        "train": _loader(splits.train, cfg.batch_size, True, settings, workers, seed),
+        "val": _loader(splits.val, cfg.batch_size, False, settings, workers, seed),
+        "test": _loader(splits.test, cfg.batch_size, False, settings, workers, seed),
+    }
+    return PreparedJob(
+        cfg, context, settings, seed, epochs, max_epochs, splits, classifier, optimizer, scheduler, loaders,
+        len(data.skipped_images), started,
+    )
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _info(job: PreparedJob, history: list) -> dict:
+    last = history[-1] if history else {}
+    trainable, total = job.classifier.parameter_counts() if job.classifier else (None, None)
+    info = {
+        "status": "ok",
+        "epochs": len(history),
+        "budget": job.context.budget,
+        "max_epochs": job.max_epochs,
+        "loss_metric": job.config.objective,
+        "train_loss": last.get("train_loss"),
+        "train_accuracy": last.get("train_accuracy"),
+        "val_loss": last.get("val_loss"),
+        "val_accuracy": last.get("val_accuracy"),
+        "test_loss": None,
+        "test_accuracy": None,
+        "history": [{key: _finite_or_none(value) for key, value in entry.items()} for entry in history],
+        "wall_time": time.time() - job.started,
+        "device": device_name(job.settings.device),
+        "trainable_params": trainable,
+        "total_params": total,
+        "skipped_images": job.skipped_images,
+        "seed": job.seed,
+        "train_images": len(job.splits.train),
+        "val_images": len(job.splits.val),
+        "test_images": len(job.splits.test),
+    }
+    return {key: _finite_or_none(value) for key, value in info.items()}
+
+
+def execute(job: PreparedJob) -> JobResult:
+    """Train the prepared job and return its result (failures as failure results)."""
+    history: list = []
+    out_of_memory = None
+    try:
+        job.classifier.model.to(job.settings.device)
+        if job.settings.channels_last:
+            job.classifier.model.to(memory_format=torch.channels_last)
+        fit(job.classifier, job.loaders["train"], job.loaders["val"], job.optimizer, job.scheduler,
+            job.epochs, job.settings, history, job.started)
+        info = _info(job, history)
+        if job.at_max_budget:
+            info["test_loss"], info["test_accuracy"] = evaluate(job.classifier, job.loaders["test"], job.settings)
+    except Diverged as exc:
+        logger.warning("job %s diverged: %s", job.context.config_id, exc)
+        return failure("diverged", str(exc), **_without_status(_info(job, history)))
+    except torch.cuda.OutOfMemoryError as exc:
+        out_of_memory = str(exc).splitlines()[0]
+    if out_of_memory is not None:  # outside the except block, so the traceback no longer pins tensors
+        info = _info(job, history)
+        job.release()
+        gc.collect()
+        free_device_memory(job.settings.device)
+        logger.warning("job %s ran out of device memory: %s", job.context.config_id, out_of_memory)
+        return failure("oom", f"CUDA out of memory: {out_of_memory}", **_without_status(info))
+    loss = info["val_loss"] if job.config.objective == "val_loss" else 1.0 - info["val_accuracy"]
+    return {"loss": loss, "info": info}
+
+
+def _without_status(info: dict) -> dict:
+    return {key: value for key, value in info.items() if key not in {"status", "reason", "message"}}
+
+
+def run(config: Mapping[str, Any], context: JobContext) -> JobResult:
+    """Train an image classifier as ``config`` says, for ``context.budget`` epochs."""
+    try:
+        job = prepare(config, context)
+    except UserError as exc:
+        reason = getattr(exc, "reason", "config")
+        logger.error("job %s: %s", context.config_id, exc)
+        return failure(reason, str(exc), epochs=0, budget=context.budget, history=[])
+    return execute(job)

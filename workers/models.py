@@ -1,0 +1,182 @@
+"""Classification models from torchvision, their weights, head and training regime.
+
+* The model comes from ``torchvision.models.get_model(name)``; any classification model name
+  works (``torchvision.models.list_models(module=torchvision.models)``).
+* Weights: ``imagenet`` (torchvision's default ImageNet weights for the model, downloaded once
+  into the torch cache, ``$TORCH_HOME/hub/checkpoints``), ``none`` (random initialisation), or
+  the path of a state-dict file.
+* The head (the last ``Linear``, or for SqueezeNet the last 1x1 ``Conv2d``, producing the
+  ImageNet classes) is replaced by a fresh layer with the data set's number of classes.
+* Weights-file rule: the model is built with its ImageNet head, the head is replaced, then the
+  file is loaded. Every backbone tensor must be present with the right shape; the file's head
+  tensors are loaded when their shapes fit the new head (a file saved from a model trained on
+  the same number of classes), otherwise they are ignored and the new head stays freshly
+  initialised (e.g. a 1000-class ImageNet checkpoint).
+* Regimes: ``finetune`` trains every weight; ``frozen`` trains only the classifier block (the
+  top-level child module holding the head: ``classifier`` for VGG/AlexNet, ``fc`` for ResNet,
+  ``heads`` for ViT) and keeps the rest frozen and in eval mode, so batch-norm running
+  statistics do not move.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torchvision
+from torch import nn
+
+from workers.errors import JobSetupError, WeightsUnavailable
+from workers.locks import exclusive_lock
+
+logger = logging.getLogger(__name__)
+
+REGIMES = ("finetune", "frozen")
+IMAGENET_CLASSES = 1000
+
+
+@dataclass
+class ClassifierModel:
+    """A model with its replaced head and which top-level parts train."""
+
+    model: nn.Module
+    name: str
+    head_name: str  # dotted module name of the output layer, e.g. "classifier.6"
+    regime: str
+    frozen_modules: list  # top-level children frozen (eval mode during training)
+
+    def train_mode(self) -> None:
+        """``model.train()``, keeping frozen parts in eval mode (batch-norm statistics fixed)."""
+        self.model.train()
+        for module in self.frozen_modules:
+            module.eval()
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts."""
+        params = list(self.model.parameters())
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def classification_models() -> list[str]:
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def find_head(model: nn.Module) -> str:
+    """Name of the output layer: the last Linear (or 1x1 Conv2d) producing the ImageNet classes."""
+    head = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and module.out_features == IMAGENET_CLASSES:
+            head = name
+        elif isinstance(module, nn.Conv2d) and module.out_channels == IMAGENET_CLASSES and module.kernel_size == (1, 1):
+            head = name
+    if head is None:
+        raise JobSetupError(f"model {type(model).__name__}: no {IMAGENET_CLASSES}-class output layer to replace")
+    return head
+
+
+def replace_head(model: nn.Module, head_name: str, num_classes: int) -> None:
+    """Swap the output layer ``head_name`` for a new one with ``num_classes`` outputs."""
+    parent_name, _, attr = head_name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, attr)
+    if isinstance(old, nn.Linear):
+        new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    else:
+        new = nn.Conv2d(old.in_channels, num_classes, kernel_size=1)
+    setattr(parent, attr, new)
+
+
+def _imagenet_model(name: str) -> nn.Module:
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    target = checkpoints / os.path.basename(weights.url)
+    try:
+        with exclusive_lock(checkpoints / ".download.lock"):
+            return torchvision.models.get_model(name, weights=weights)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a truncated file a RuntimeError
+        raise WeightsUnavailable(
+            f"weights 'imagenet' for {name}: cannot get {weights.url} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); download it elsewhere and copy it to {target} "
+            f"(set TORCH_HOME to change the cache), or set weights to a state-dict file path"
+        ) from None
+
+
+def _read_state_dict(path: Path) -> dict:
+    if not path.is_file():
+        raise WeightsUnavailable(f"weights {str(path)!r}: no such file (use imagenet, none, or a state-dict file path)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors of any kind: the file is not a state dict
+        raise WeightsUnavailable(f"weights {str(path)!r}: cannot load as a state dict ({type(exc).__name__})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise WeightsUnavailable(f"weights {str(path)!r}: does not hold a state dict")
+    return state
+
+
+def load_weights_file(model: nn.Module, head_name: str, path: Path) -> None:
+    """Load a state-dict file into ``model`` (its head already replaced), by the rule in the module doc."""
+    state = _read_state_dict(path)
+    own = model.state_dict()
+    head_prefix = head_name + "."
+    for key in [k for k in state if k.startswith(head_prefix)]:
+        if key not in own or own[key].shape != state[key].shape:
+            logger.info("weights %s: not loading %s %s (new head)", path, key, tuple(state[key].shape))
+            del state[key]
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            raise WeightsUnavailable(
+                f"weights {str(path)!r}: {key} has shape {tuple(value.shape)}, {name_of(model)} needs {tuple(own[key].shape)}"
+            )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(head_prefix)]
+    if missing or unexpected:
+        shown = ", ".join((list(missing) + list(unexpected))[:3])
+        raise WeightsUnavailable(
+            f"weights {str(path)!r}: does not fit {name_of(model)} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {shown})"
+        )
+
+
+def name_of(model: nn.Module) -> str:
+    return type(model).__name__
+
+
+def build_model(name: str, num_classes: int, weights: Optional[str] = "none", regime: str = "finetune") -> ClassifierModel:
+    """The torchvision model ``name`` with ``weights``, a ``num_classes`` head, and ``regime`` applied."""
+    if name not in classification_models():
+        raise JobSetupError(f"model {name!r}: not a torchvision classification model (e.g. resnet50, vgg16, resnet18)")
+    if regime not in REGIMES:
+        raise JobSetupError(f"regime {regime!r}: must be one of {', '.join(REGIMES)}")
+    weights = "none" if weights in (None, "", "none", "None") else str(weights)
+    if weights == "imagenet":
+        model = _imagenet_model(name)
+    else:
+        model = torchvision.models.get_model(name, weights=None)
+    head_name = find_head(model)
+    replace_head(model, head_name, num_classes)
+    if weights not in ("none", "imagenet"):
+        load_weights_file(model, head_name, Path(weights).expanduser())
+    frozen = freeze_backbone(model, head_name) if regime == "frozen" else []
+    return ClassifierModel(model, name, head_name, regime, frozen)
+
+
+def freeze_backbone(model: nn.Module, head_name: str) -> list:
+    """Freeze every top-level child except the one holding the head; return the frozen children."""
+    trainable_child = head_name.split(".")[0]
+    frozen = []
+    for child_name, child in model.named_children():
+        if child_name == trainable_child:
+            continue
+        child.requires_grad_(False)
+        frozen.append(child)
+    # Parameters registered directly on the model (e.g. ViT's class token) belong to the backbone.
+    for param in model.parameters(recurse=False):
+        param.requires_grad_(False)
+    return frozen
