@@ -21,6 +21,9 @@ from hpo.network import DEFAULT_NAMESERVER_PORT, parse_address
 
 logger = logging.getLogger("hpo")
 
+#: Failure reasons that mean the user's input is wrong rather than the training (diverged, oom).
+USER_FAILURES = {"config", "weights", "data", "images"}
+
 
 def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO
@@ -202,7 +205,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     stamps = {"submitted": started, "started": started, "finished": time.time()}
     line = to_json_safe([[0, 0, 0], float(epochs), stamps, result, None])
     print(json.dumps(line, indent=args.indent))
-    return 1 if is_failure(result) else 0
+    if not is_failure(result):
+        return 0
+    info = (result or {}).get("info") or {}
+    reason, message = info.get("reason", "error"), info.get("message", "no result")
+    print(f"hpo: job failed ({reason}): {message}", file=sys.stderr)
+    # the user's input (a value, the weights, the data) is wrong: exit 2 as for any bad input
+    return 2 if reason in USER_FAILURES else 1
 
 
 def cmd_space_check(args: argparse.Namespace) -> int:

@@ -283,3 +283,12 @@ def test_children_die_with_a_killed_run(tmp_path):
     while any(alive(pid) for pid in children) and time.time() < deadline:
         time.sleep(0.3)
     assert not [pid for pid in children if alive(pid)]
+
+
+def test_train_reports_a_failed_job_with_its_reason(tmp_path, run_hpo):
+    space = tmp_path / "failing.yaml"
+    space.write_text((SPACES / "synthetic.yaml").read_text() + "  fail_when: optimizer=adamw\n")
+    proc = run_hpo("train", str(space), "--budget", "1", "--set", "optimizer=adamw", timeout=60)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)[3]["loss"] is None
+    assert proc.stderr.strip().splitlines()[-1].startswith("hpo: job failed (diverged): ")
