@@ -1,0 +1,105 @@
+"""``hpo-report``: the best configurations and a summary of one or more BOHB runs.
+
+Exit codes: 0 when a report was written (skipped lines, e.g. a torn last line of a run
+still being written, are warned about on stderr); 2 when nothing can be reported (a missing
+directory, no log, an empty log, no readable line) or a flag is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+from hpo.errors import UserError
+
+FORMATS = ("text", "markdown", "csv", "json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpo-report",
+        description="Report the best configurations and a summary of BOHB runs (results directories).",
+        epilog="Exit code 0 when a report was written (warnings about skipped lines go to stderr), 2 when nothing could be read.",
+    )
+    parser.add_argument("runs", nargs="+", metavar="RESULTS_DIR", help="a run's results directory (several: compared side by side)")
+    parser.add_argument("--top", type=_positive_int, default=6, metavar="K", help="how many best configurations to list (default 6)")
+    parser.add_argument("--budget", type=float, metavar="B", help="list the best configurations at this budget (default: the highest reached)")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="output on stdout (default text; csv: the best-configurations table)")
+    parser.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots to this directory")
+    parser.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML page (tables and plots)")
+    parser.add_argument("--quiet", action="store_true", help="no warnings on stderr")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("hpo-report: warning: %(message)s"))
+    logger = logging.getLogger("hpo.report")
+    logger.addHandler(handler)
+    logger.propagate = False  # warnings go to stderr once, in this form, whatever the root logger does
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exit_:
+            return int(exit_.code or 0)
+        if args.quiet:
+            logger.setLevel(logging.ERROR)
+        return _report(args)
+    except UserError as error:
+        print(f"hpo-report: {error}", file=sys.stderr)
+        return UserError.exit_code
+    except BrokenPipeError:  # e.g. `hpo-report ... | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
+def _report(args: argparse.Namespace) -> int:
+    from hpo.report import formatting
+    from hpo.report.loading import load_runs
+    from hpo.report.tables import build_report
+
+    runs = load_runs(args.runs)
+    reports = [build_report(run, top=args.top, budget=args.budget) for run in runs]
+    render = {
+        "text": formatting.render_text,
+        "markdown": formatting.render_markdown,
+        "csv": formatting.render_csv,
+        "json": formatting.render_json,
+    }[args.format]
+    output = render(reports)
+    if args.plots is not None or args.html is not None:
+        from hpo.report.plots import render_plots, write_plots
+
+        images = render_plots(reports)
+        if args.plots is not None:
+            write_plots(images, args.plots)
+        if args.html is not None:
+            from hpo.report.html import write_html
+
+            write_html(reports, images, args.html)
+    sys.stdout.write(output)
+    sys.stdout.flush()
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,427 @@
+"""Turning reports into output: a terminal page, Markdown, CSV and strict JSON.
+
+The text, Markdown and HTML outputs share one list of :class:`Section` (a title, a table of
+display strings and/or a line of text); CSV holds the best-configurations table only; JSON
+holds everything the tables and the summary hold, as raw values (null where missing).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import pandas as pd
+
+from hpo.report.loading import Hyperparameter
+from hpo.report.tables import RunReport, combined_top, comparison_table
+
+MISSING = "-"
+
+#: How many rows of the longer summary tables the text/Markdown/HTML pages show (JSON has all).
+FAILURES_SHOWN = 10
+TRAJECTORY_SHOWN = 15
+
+HEADERS = {
+    "loss": "loss",
+    "train_loss": "train loss",
+    "train_accuracy": "train acc.",
+    "val_loss": "val. loss",
+    "val_accuracy": "val. acc.",
+    "test_accuracy": "test acc.",
+    "budget": "budget",
+    "config_id": "config",
+    "run": "run",
+}
+
+
+@dataclass
+class Section:
+    """A titled part of the page: a table of display strings, a line of text, or both."""
+
+    title: str
+    table: Optional[pd.DataFrame] = None
+    text: Optional[str] = None
+    level: int = 2
+
+
+# --- values -------------------------------------------------------------------------------
+
+
+def is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
+
+
+def number_text(value: Any, digits: int = 4) -> str:
+    return MISSING if is_missing(value) else f"{float(value):.{digits}f}"
+
+
+def budget_text(value: Any) -> str:
+    if is_missing(value):
+        return MISSING
+    return str(int(value)) if float(value).is_integer() else f"{float(value):g}"
+
+
+def count_text(value: Any) -> str:
+    return MISSING if is_missing(value) else f"{int(value):,}"
+
+
+def hours_text(hours: Any) -> str:
+    if is_missing(hours):
+        return MISSING
+    return f"{hours:,.2f}" if hours < 10 else f"{hours:,.1f}"
+
+
+def duration_text(seconds: Any) -> str:
+    """``5400`` -> ``"1h 30m"``: the two largest units."""
+    if is_missing(seconds):
+        return MISSING
+    total = int(round(float(seconds)))
+    if total < 60:
+        return f"{total}s"
+    for unit, size, smaller, smaller_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if total >= size:
+            return f"{total // size}{unit} {(total % size) // smaller_size}{smaller}"
+    return f"{total}s"
+
+
+def hyperparameter_text(value: Any, hyperparameter: Optional[Hyperparameter]) -> str:
+    """A hyperparameter value as shown in tables: ``1.33e-02`` when log-scaled, a dash when inactive."""
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return str(value)
+    if isinstance(value, (int, np.integer)) or (hyperparameter is not None and hyperparameter.type == "int"):
+        return str(int(value))
+    if hyperparameter is not None and hyperparameter.log:
+        return f"{value:.2e}"
+    return f"{value:.4g}"
+
+
+# --- tables for display ----------------------------------------------------------------------
+
+
+def top_display(top: pd.DataFrame, hyperparameters: Iterable[Hyperparameter]) -> pd.DataFrame:
+    """The best-configurations table as strings; the loss column only when it is not the val. loss."""
+    by_name = {hp.name: hp for hp in hyperparameters}
+    shown = pd.DataFrame(index=top.index)
+    redundant_loss = "val_loss" in top.columns and np.allclose(
+        top["loss"].to_numpy(dtype=float), top["val_loss"].to_numpy(dtype=float), equal_nan=True
+    )
+    for column in top.columns:
+        values = top[column]
+        if column == "run":
+            shown["run"] = values.astype(str)
+        elif column == "loss":
+            if not redundant_loss:
+                shown["loss"] = values.map(number_text)
+        elif column in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_accuracy"):
+            shown[HEADERS[column]] = values.map(number_text)
+        elif column == "budget":
+            shown["budget"] = values.map(budget_text)
+        elif column == "config_id":
+            shown["config"] = values.astype(str)
+        else:
+            hp = by_name.get(column)
+            shown[column] = values.map(lambda v, hp=hp: hyperparameter_text(v, hp))
+    return shown.reset_index(drop=True)
+
+
+def budgets_display(budgets: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "budget": budgets["budget"].map(budget_text),
+            "configs": budgets["configs"].map(count_text),
+            "runs": budgets["runs"].map(count_text),
+            "failed": budgets["failed"].map(count_text),
+            "epochs": budgets["epochs"].map(count_text),
+            "best loss": budgets["best_loss"].map(number_text),
+            "median loss": budgets["median_loss"].map(number_text),
+            "best config": budgets["best_config"].map(lambda v: MISSING if is_missing(v) else str(v)),
+        }
+    )
+
+
+def failures_display(failures: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "config": failures["config_id"].astype(str),
+            "budget": failures["budget"].map(budget_text),
+            "reason": failures["reason"].astype(str),
+            "message": failures["message"].map(lambda m: MISSING if is_missing(m) or m == "" else _shorten(str(m), 100)),
+        }
+    )
+
+
+def trajectory_display(trajectory: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "wall time": trajectory["wall_time"].map(duration_text),
+            "epochs trained": trajectory["epochs"].map(count_text),
+            "budget": trajectory["budget"].map(budget_text),
+            "loss": trajectory["loss"].map(number_text),
+            "config": trajectory["config_id"].astype(str),
+        }
+    )
+
+
+def correlations_display(correlations: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "budgets": [f"{budget_text(a)} -> {budget_text(b)}" for a, b in zip(correlations["budget_low"], correlations["budget_high"])],
+            "configs on both": correlations["configs"].map(count_text),
+            "Spearman rho": correlations["spearman"].map(lambda v: number_text(v, 3)),
+        }
+    )
+
+
+def comparison_display(comparison: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "run": comparison["run"].astype(str),
+            "optimizer": comparison["optimizer"].map(lambda v: MISSING if is_missing(v) else str(v)),
+            "configs": comparison["configs"].map(count_text),
+            "results": comparison["results"].map(count_text),
+            "failed": comparison["failed"].map(count_text),
+            "max budget": comparison["max_budget"].map(budget_text),
+            "best loss": comparison["best_loss"].map(number_text),
+            "best val. acc.": comparison["best_val_accuracy"].map(number_text),
+            "its test acc.": comparison["best_test_accuracy"].map(number_text),
+            "epochs": comparison["epochs"].map(count_text),
+            "worker-hours": comparison["worker_hours"].map(hours_text),
+            "wall time": comparison["wall_time"].map(duration_text),
+        }
+    )
+
+
+def compute_text(compute: dict) -> str:
+    epochs = "" if compute["epochs"] is None else f"{count_text(compute['epochs'])} epochs trained, "
+    return (
+        f"{count_text(compute['results'])} results of {count_text(compute['configs'])} configurations "
+        f"({count_text(compute['failed'])} failed); {epochs}budget used {count_text(compute['budget_used']) if float(compute['budget_used']).is_integer() else budget_text(compute['budget_used'])}; "
+        f"{hours_text(compute['worker_hours'])} worker-hours; wall time {duration_text(compute['wall_time'])} "
+        f"(run {compute['status']})" if compute["status"] != "unknown" else ""
+    )
+
+
+def run_description(report: RunReport) -> str:
+    meta = report.run.metadata
+    parts = [f"directory {report.run.directory}"]
+    if meta.get("optimizer"):
+        parts.append(f"optimizer {meta['optimizer']}")
+    if meta.get("min_budget") is not None and meta.get("max_budget") is not None:
+        eta = f", eta {budget_text(meta['eta'])}" if meta.get("eta") is not None else ""
+        parts.append(f"budgets {budget_text(meta['min_budget'])} to {budget_text(meta['max_budget'])}{eta}")
+    if meta.get("job"):
+        parts.append(f"job {meta['job']}")
+    if meta.get("space_file"):
+        parts.append(f"space {meta['space_file']}")
+    if not meta:
+        parts.append("no run.json: searched hyperparameters inferred from the configurations")
+    return "; ".join(parts)
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def sections(reports: list[RunReport]) -> list[Section]:
+    """The page: the best configurations first, then each run's summary."""
+    found: list[Section] = []
+    if len(reports) == 1:
+        report = reports[0]
+        found.append(Section(f"Run {report.name}", text=run_description(report), level=1))
+        found.append(_top_section(report))
+    else:
+        found.append(Section("Runs compared", table=comparison_display(comparison_table(reports)), level=1))
+        hyperparameters = [hp for report in reports for hp in report.run.hyperparameters]
+        top = combined_top(reports)
+        found.append(
+            Section(
+                "Best configurations of each run, at its highest budget",
+                table=top_display(top, hyperparameters) if len(top) else None,
+                text=None if len(top) else "no successful result in any run",
+            )
+        )
+    for report in reports:
+        prefix = "" if len(reports) == 1 else f"{report.name}: "
+        if len(reports) > 1:
+            found.append(Section(f"Run {report.name}", text=run_description(report), level=1))
+        found.extend(_summary_sections(report, prefix))
+    return found
+
+
+def _top_section(report: RunReport) -> Section:
+    if report.top.empty:
+        return Section("Best configurations", text="no successful result yet")
+    at_budget = (report.run.results["budget"] == report.top_budget).sum()
+    title = (
+        f"Best {len(report.top)} configurations at budget {budget_text(report.top_budget)} "
+        f"(of {count_text(at_budget)} results at that budget)"
+    )
+    return Section(title, table=top_display(report.top, report.run.hyperparameters))
+
+
+def _summary_sections(report: RunReport, prefix: str) -> list[Section]:
+    found = [Section(f"{prefix}Budgets", table=budgets_display(report.budgets))]
+    failures = report.failures
+    if failures.empty:
+        found.append(Section(f"{prefix}Failures", text="none"))
+    else:
+        counts = failures["reason"].value_counts()
+        summary = ", ".join(f"{reason} {count}" for reason, count in counts.items())
+        more = len(failures) - FAILURES_SHOWN
+        text = f"{len(failures)} failed: {summary}" + (f"; the first {FAILURES_SHOWN} shown (all in --format json)" if more > 0 else "")
+        found.append(Section(f"{prefix}Failures", table=failures_display(failures.head(FAILURES_SHOWN)), text=text))
+    trajectory = report.trajectory
+    if trajectory.empty:
+        found.append(Section(f"{prefix}Incumbent trajectory", text="no successful result yet"))
+    else:
+        more = len(trajectory) - TRAJECTORY_SHOWN
+        text = f"{len(trajectory)} changes of the incumbent (best loss at the highest budget so far)"
+        text += f"; the last {TRAJECTORY_SHOWN} shown" if more > 0 else ""
+        found.append(
+            Section(f"{prefix}Incumbent trajectory", table=trajectory_display(trajectory.tail(TRAJECTORY_SHOWN)), text=text)
+        )
+    correlations = report.correlations
+    if correlations.empty:
+        found.append(Section(f"{prefix}Rank correlation between budgets", text="fewer than two budgets with results"))
+    else:
+        found.append(
+            Section(
+                f"{prefix}Rank correlation between budgets",
+                table=correlations_display(correlations),
+                text="Spearman's rho of the losses of configurations run on both budgets: near 1, the lower budget already ranks them right",
+            )
+        )
+    found.append(Section(f"{prefix}Compute", text=compute_text(report.compute)))
+    return found
+
+
+# --- renderers -------------------------------------------------------------------------------------
+
+
+def render_text(reports: list[RunReport]) -> str:
+    out = []
+    for section in sections(reports):
+        underline = "=" if section.level == 1 else "-"
+        out.append(section.title)
+        out.append(underline * min(len(section.title), 100))
+        if section.text:
+            out.append(section.text)
+        if section.table is not None:
+            out.append(text_table(section.table))
+        out.append("")
+    return "\n".join(out)
+
+
+def text_table(table: pd.DataFrame) -> str:
+    """A table of display strings for the terminal: numbers right-aligned, words left-aligned."""
+    columns = [[str(column), *table[column].astype(str)] for column in table.columns]
+    lines = [[] for _ in range(len(table) + 1)]
+    for cells in columns:
+        width = max(len(cell) for cell in cells)
+        numeric = all(_looks_numeric(cell) for cell in cells[1:])
+        for line, cell in zip(lines, cells):
+            line.append(cell.rjust(width) if numeric else cell.ljust(width))
+    return "\n".join("  ".join(line).rstrip() for line in lines)
+
+
+def _looks_numeric(text: str) -> bool:
+    if text == MISSING:
+        return True
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def render_markdown(reports: list[RunReport]) -> str:
+    out = []
+    for section in sections(reports):
+        out.append(f"{'#' * section.level} {section.title}\n")
+        if section.text:
+            out.append(section.text + "\n")
+        if section.table is not None:
+            out.append(markdown_table(section.table) + "\n")
+    return "\n".join(out)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def render_csv(reports: list[RunReport]) -> str:
+    """The best-configurations table (with a ``run`` column when there are several runs)."""
+    table = combined_top(reports) if len(reports) > 1 else reports[0].top
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue()
+
+
+def report_data(reports: list[RunReport]) -> dict:
+    """Everything the report holds, as plain JSON-ready values."""
+    runs = []
+    for report in reports:
+        run = report.run
+        runs.append(
+            {
+                "name": report.name,
+                "directory": str(run.directory),
+                "metadata": run.metadata or None,
+                "hyperparameters": [
+                    {"name": hp.name, "type": hp.type, "log": hp.log, "choices": list(hp.choices) or None}
+                    for hp in run.hyperparameters
+                ],
+                "top_budget": report.top_budget,
+                "top": _records(report.top),
+                "budgets": _records(report.budgets),
+                "failures": _records(report.failures),
+                "trajectory": _records(report.trajectory),
+                "rank_correlations": _records(report.correlations),
+                "compute": report.compute,
+                "warnings": list(run.warnings),
+            }
+        )
+    data: dict = {"runs": runs}
+    if len(reports) > 1:
+        data["comparison"] = _records(comparison_table(reports))
+    return json_safe(data)
+
+
+def render_json(reports: list[RunReport]) -> str:
+    return json.dumps(report_data(reports), indent=2, allow_nan=False) + "\n"
+
+
+def _records(table: pd.DataFrame) -> list[dict]:
+    return [dict(zip(table.columns, row)) for row in table.itertuples(index=False, name=None)]
+
+
+def json_safe(value: Any) -> Any:
+    """Plain Python values for JSON: numpy scalars unwrapped, NaN/Infinity/NA -> None."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -1,0 +1,290 @@
+"""PNG plots of runs, drawn with matplotlib's Agg canvas (imported only when plotting).
+
+One run gives ``incumbent.png``, ``loss_vs_budget.png``, ``learning_curves.png`` (when the log
+has per-epoch histories) and ``hyperparameters.png``; several runs give one ``incumbent.png``
+comparing them and the other plots per run, named ``<run>-<plot>.png``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+import pandas as pd
+
+from hpo.errors import UserError
+from hpo.report.loading import Hyperparameter, parse_history
+from hpo.report.tables import RunReport, successful
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+logger = logging.getLogger("hpo.report")
+
+DPI = 110
+#: At most this many points per scatter plot (a random sample beyond): keeps plots of huge logs fast.
+MAX_POINTS = 20_000
+
+
+@dataclass(frozen=True)
+class Plot:
+    filename: str
+    title: str
+    png: bytes
+
+
+def render_plots(reports: list[RunReport]) -> list[Plot]:
+    """Draw every plot of the reports as PNG bytes."""
+    plots = [_png("incumbent.png", "Incumbent trajectory", incumbent_figure(reports))]
+    several = len(reports) > 1
+    for report in reports:
+        prefix = f"{_file_part(report.name)}-" if several else ""
+        label = f"{report.name}: " if several else ""
+        plots.append(_png(f"{prefix}loss_vs_budget.png", f"{label}Loss against budget", loss_vs_budget_figure(report)))
+        curves = learning_curves_figure(report)
+        if curves is not None:
+            plots.append(_png(f"{prefix}learning_curves.png", f"{label}Learning curves of the best configurations", curves))
+        else:
+            logger.info("%s: no per-epoch history in the log, no learning curves", report.name)
+        space = hyperparameters_figure(report)
+        if space is not None:
+            plots.append(_png(f"{prefix}hyperparameters.png", f"{label}Loss against each hyperparameter", space))
+    return plots
+
+
+def write_plots(plots: list[Plot], directory: Path) -> list[Path]:
+    """Write the PNG files into ``directory`` (created if needed)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{directory}: exists and is not a directory (--plots)") from None
+    except OSError as error:
+        raise UserError(f"{directory}: cannot create the plots directory ({error.strerror or error})") from None
+    written = []
+    for plot in plots:
+        path = directory / plot.filename
+        path.write_bytes(plot.png)
+        written.append(path)
+    return written
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def incumbent_figure(reports: list[RunReport]) -> "Figure":
+    """Best loss so far against wall time and against epochs trained (one line per run)."""
+    figure = _figure(1, 2, width=12, height=4.5)
+    by_time, by_work = figure.axes
+    longest = max((r.trajectory["wall_time"].max() for r in reports if not r.trajectory.empty), default=0.0)
+    unit, scale = _time_unit(longest)
+    work_label = "epochs trained (all jobs)"
+    for report in reports:
+        trajectory = report.trajectory
+        if trajectory.empty:
+            continue
+        label = report.name if len(reports) > 1 else None
+        work = trajectory["epochs"]
+        if work.isna().all():
+            work, work_label = trajectory["budget_used"], "budget used (all jobs)"
+        line = by_time.step(trajectory["wall_time"] / scale, trajectory["loss"], where="post", marker="o", markersize=3, label=label)
+        by_work.step(work, trajectory["loss"], where="post", marker="o", markersize=3, color=line[0].get_color(), label=label)
+    by_time.set(xlabel=f"wall time since the run started [{unit}]", ylabel=_loss_label(reports[0]), title="Incumbent loss over wall time")
+    by_work.set(xlabel=work_label, ylabel=_loss_label(reports[0]), title="Incumbent loss over compute")
+    for axes in figure.axes:
+        axes.grid(True, alpha=0.3)
+        if len(reports) > 1:
+            axes.legend(fontsize="small")
+    figure.suptitle("Incumbent: best loss at the highest budget evaluated so far", fontsize="medium")
+    return figure
+
+
+def loss_vs_budget_figure(report: RunReport) -> "Figure":
+    """Every successful result's loss at its budget; the best configurations' paths highlighted."""
+    figure = _figure(1, 1, width=8, height=5)
+    axes = figure.axes[0]
+    ok = _sample(successful(report.run))
+    budgets = np.sort(report.run.results["budget"].unique())
+    rng = np.random.default_rng(0)
+    log_x = len(budgets) > 2 and budgets[0] > 0 and budgets[-1] / budgets[0] >= 8
+    jitter = np.exp(rng.uniform(-0.06, 0.06, len(ok))) if log_x else 1 + rng.uniform(-0.02, 0.02, len(ok))
+    axes.scatter(ok["budget"] * jitter, ok["loss"], s=6, alpha=0.35, color="tab:gray", label="a result", rasterized=True)
+    best = successful(report.run)
+    for rank, config_id in enumerate(report.top["config_id"]):
+        path = best[best["config_id"] == config_id].sort_values("budget")
+        axes.plot(path["budget"], path["loss"], marker="o", markersize=4, linewidth=1.2, label=f"#{rank + 1} {config_id}")
+    if log_x:
+        axes.set_xscale("log")
+    axes.set_xticks(budgets, [_budget_label(b) for b in budgets])
+    axes.minorticks_off() if log_x else None
+    axes.set_ylim(*_loss_limits(ok["loss"]))
+    axes.set(xlabel="budget [epochs]" if report.run.metadata.get("job", "image_classifier") == "image_classifier" else "budget",
+             ylabel=_loss_label(report), title=f"{report.name}: loss against budget, every result")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small", loc="upper right")
+    return figure
+
+
+def learning_curves_figure(report: RunReport) -> Optional["Figure"]:
+    """Train and validation loss and accuracy per epoch of the best configurations at the top budget."""
+    results = successful(report.run)
+    at_top = results[np.isclose(results["budget"], report.top_budget)] if report.top_budget is not None else results.iloc[:0]
+    curves = []
+    for rank, config_id in enumerate(report.top["config_id"]):
+        rows = at_top[at_top["config_id"] == config_id]
+        history = parse_history(rows["history"].iloc[0]) if len(rows) else None
+        if history:
+            curves.append((rank, config_id, pd.DataFrame(history)))
+    if not curves:
+        return None
+    figure = _figure(1, 2, width=12, height=4.5)
+    loss_axes, accuracy_axes = figure.axes
+    for rank, config_id, history in curves:
+        epochs = history["epoch"] if "epoch" in history else pd.Series(range(1, len(history) + 1))
+        color = f"C{rank % 10}"
+        label = f"#{rank + 1} {config_id}"
+        for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+            if f"val_{metric}" in history:
+                axes.plot(epochs, history[f"val_{metric}"], color=color, label=f"{label} validation")
+            if f"train_{metric}" in history:
+                axes.plot(epochs, history[f"train_{metric}"], color=color, linestyle="--", alpha=0.7, label=f"{label} train")
+    loss_axes.set(xlabel="epoch", ylabel="loss", title="Loss per epoch (dashed: train, solid: validation)")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy [fraction correct]", title="Accuracy per epoch (dashed: train, solid: validation)")
+    for axes in figure.axes:
+        axes.grid(True, alpha=0.3)
+    handles, labels = loss_axes.get_legend_handles_labels()
+    keep = [(h, l) for h, l in zip(handles, labels) if l.endswith("validation")]
+    if keep:
+        accuracy_axes.legend([h for h, _ in keep], [l.removesuffix(" validation") for _, l in keep], fontsize="small")
+    figure.suptitle(f"{report.name}: learning curves of the best {len(curves)} at budget {_budget_label(report.top_budget)}", fontsize="medium")
+    return figure
+
+
+def hyperparameters_figure(report: RunReport) -> Optional["Figure"]:
+    """Loss against each searched hyperparameter, one panel each, coloured by budget."""
+    hyperparameters = [hp for hp in report.run.hyperparameters if hp.name in report.run.configs.columns]
+    if not hyperparameters:
+        return None
+    ok = _sample(successful(report.run))
+    values = report.run.configs.reindex(ok["config_id"].to_numpy())
+    columns = min(3, len(hyperparameters))
+    rows = -(-len(hyperparameters) // columns)
+    figure = _figure(rows, columns, width=4.2 * columns, height=3.5 * rows)
+    budgets = np.sort(ok["budget"].unique())
+    limits = _loss_limits(ok["loss"])
+    rng = np.random.default_rng(0)
+    for axes, hp in zip(figure.axes, hyperparameters):
+        column = values[hp.name].to_numpy()
+        for index, budget in enumerate(budgets):
+            at = (ok["budget"] == budget).to_numpy()
+            x, y = column[at], ok["loss"].to_numpy()[at]
+            present = pd.notna(x)
+            x, y = x[present], y[present]
+            if hp.numeric:
+                x = x.astype(float)
+            else:
+                x = _categorical_positions(x, hp, values[hp.name], rng)
+            axes.scatter(x, y, s=6, alpha=0.4, color=f"C{index % 10}", label=_budget_label(budget), rasterized=True)
+        if hp.numeric and hp.log:
+            _log_axis(axes, integers=hp.type == "int")
+        if not hp.numeric:
+            categories = _categories(values[hp.name], hp)
+            axes.set_xticks(range(len(categories)), [str(c) for c in categories])
+        scale = " (log scale)" if hp.numeric and hp.log else ""
+        axes.set(xlabel=f"{hp.name}{scale}", ylabel=_loss_label(report), title=hp.name, ylim=limits)
+        axes.grid(True, alpha=0.3)
+    for axes in figure.axes[len(hyperparameters):]:
+        axes.set_visible(False)
+    handles, labels = figure.axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, title="budget", fontsize="small", markerscale=2, loc="outside right upper")
+    figure.suptitle(f"{report.name}: loss against each searched hyperparameter (colour: budget)", fontsize="medium")
+    return figure
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _log_axis(axes: "Axes", integers: bool) -> None:
+    """A log-scaled x axis; integer hyperparameters (batch sizes) get plain powers of two as ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axes.set_xscale("log", base=2 if integers else 10)
+    if integers:
+        axes.xaxis.set_major_locator(LogLocator(base=2))
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _figure(rows: int, columns: int, width: float, height: float) -> "Figure":
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    figure.subplots(rows, columns, squeeze=False)
+    return figure
+
+
+def _png(filename: str, title: str, figure: "Figure") -> Plot:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return Plot(filename, title, buffer.getvalue())
+
+
+def _sample(results: pd.DataFrame) -> pd.DataFrame:
+    return results.sample(MAX_POINTS, random_state=0) if len(results) > MAX_POINTS else results
+
+
+def _loss_label(report: RunReport) -> str:
+    metric = report.run.loss_metric
+    return f"loss ({metric.replace('_', ' ')})" if metric else "loss"
+
+
+def _loss_limits(losses: pd.Series) -> tuple[float, float]:
+    """Y limits that keep a few huge (diverging) losses from squashing the rest."""
+    losses = losses.dropna()
+    if losses.empty:
+        return (0.0, 1.0)
+    low, high = float(losses.min()), float(losses.max())
+    upper = float(losses.quantile(0.98))
+    if high > low and (high - low) > 5 * (upper - low) > 0:
+        high = upper
+    margin = 0.05 * (high - low) or 0.05 * abs(high) or 0.05
+    return (low - margin, high + margin)
+
+
+def _time_unit(seconds: float) -> tuple[str, float]:
+    if seconds >= 2 * 86400:
+        return "days", 86400.0
+    if seconds >= 2 * 3600:
+        return "hours", 3600.0
+    if seconds >= 120:
+        return "minutes", 60.0
+    return "seconds", 1.0
+
+
+def _budget_label(budget: Optional[float]) -> str:
+    if budget is None:
+        return "-"
+    return str(int(budget)) if float(budget).is_integer() else f"{budget:g}"
+
+
+def _categories(column: pd.Series, hp: Hyperparameter) -> list:
+    """The categories in the space's order (an ordinal's sequence), then any others the log holds."""
+    seen = [value for value in hp.choices]
+    extra = sorted((v for v in column.dropna().unique() if v not in seen), key=str)
+    return [*seen, *extra]
+
+
+def _categorical_positions(x: np.ndarray, hp: Hyperparameter, column: pd.Series, rng: np.random.Generator) -> np.ndarray:
+    position = {value: index for index, value in enumerate(_categories(column, hp))}
+    return np.array([position[v] for v in x], dtype=float) + rng.uniform(-0.2, 0.2, len(x))
+
+
+def _file_part(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "run"

@@ -1,0 +1,71 @@
+"""hpo-report's plots (PNG, matplotlib Agg) and its self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from hpo.report.cli import main
+from hpo.report.loading import load_run
+from hpo.report.plots import hyperparameters_figure, incumbent_figure, learning_curves_figure
+from hpo.report.tables import build_report
+from report_logs import LogWriter, write_standard_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_are_written_as_png_files(tmp_path, capsys):
+    run_dir = write_standard_run(tmp_path / "run1")
+    plots = tmp_path / "out" / "plots"
+    assert main([str(run_dir), "--plots", str(plots)]) == 0
+    names = sorted(path.name for path in plots.iterdir())
+    assert names == ["hyperparameters.png", "incumbent.png", "learning_curves.png", "loss_vs_budget.png"]
+    for path in plots.iterdir():
+        assert path.read_bytes().startswith(PNG_MAGIC)
+        assert path.stat().st_size > 10_000  # something was drawn
+
+
+def test_figures_have_titled_axes_and_log_axes_where_the_space_is_log_scaled(tmp_path):
+    report = build_report(load_run(write_standard_run(tmp_path / "run1")))
+    space = hyperparameters_figure(report)
+    scales = {axes.get_title(): axes.get_xscale() for axes in space.axes if axes.get_visible()}
+    assert scales == {"optimizer": "linear", "lr": "log", "momentum": "linear", "batch_size": "log"}
+    optimizer_axes = next(axes for axes in space.axes if axes.get_title() == "optimizer")
+    assert [label.get_text() for label in optimizer_axes.get_xticklabels()] == ["sgd", "adamw"]  # the space's order
+    curves = learning_curves_figure(report)
+    loss_axes, accuracy_axes = curves.axes
+    assert loss_axes.get_xlabel() == "epoch" and "accuracy" in accuracy_axes.get_ylabel()
+    assert len(loss_axes.get_lines()) == 2 * len(report.top)  # train and validation per configuration
+    trajectory = incumbent_figure([report])
+    assert "wall time" in trajectory.axes[0].get_xlabel() and "[minutes]" in trajectory.axes[0].get_xlabel()
+    assert all(axes.get_title() and axes.get_ylabel() for axes in trajectory.axes)
+
+
+def test_no_learning_curves_without_histories(tmp_path):
+    log = LogWriter(tmp_path / "run")
+    cid = log.config(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32)
+    log.ok(cid, 1, 0.5, history=None)
+    assert learning_curves_figure(build_report(load_run(tmp_path / "run"))) is None
+
+
+def test_html_page_is_self_contained(tmp_path, capsys):
+    first = write_standard_run(tmp_path / "a", run_id="vgg16")
+    second = write_standard_run(tmp_path / "b", run_id="resnet50")
+    page = tmp_path / "report" / "index.html"
+    plots = tmp_path / "plots"
+    assert main([str(first), str(second), "--html", str(page), "--plots", str(plots)]) == 0
+    text = page.read_text()
+    assert "<th>optimizer</th>" in text and "<td>(0, 0, 2)</td>" in text
+    images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', text)
+    assert len(images) == len(list(plots.iterdir())) == 7  # a common incumbent plot + 3 per run
+    assert all(base64.b64decode(image).startswith(PNG_MAGIC) for image in images)
+    assert not re.search(r'(src|href)="(?!data:)', text)  # nothing loaded from elsewhere
+    assert {path.name for path in plots.iterdir()} >= {"incumbent.png", "vgg16-learning_curves.png", "resnet50-hyperparameters.png"}
+
+
+def test_plots_directory_that_is_a_file_is_exit_code_2(tmp_path, capsys):
+    run_dir = write_standard_run(tmp_path / "run1")
+    (tmp_path / "taken").write_text("")
+    assert main([str(run_dir), "--plots", str(tmp_path / "taken")]) == 2
+    assert "taken: exists and is not a directory" in capsys.readouterr().err
+
