@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -44,6 +45,9 @@ class JobWorker(Worker):
             nameserver_port=settings.nameserver_port,
             host=host,
             logger=logging.getLogger("hpo.worker.hpbandster"),
+            # hpbandster names a worker <hostname>.<pid>: containers on one host network often share
+            # both (pid 1, 7...), so a random suffix keeps every worker's Pyro name unique.
+            id=uuid.uuid4().hex[:8],
         )
         self.settings = settings
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -89,6 +93,12 @@ def run_worker(settings: WorkerSettings) -> None:
                 settings.nameserver_host, settings.nameserver_port)
     worker.run(background=False)
     logger.info("worker %s shut down", worker.name)
+    if worker.busy:
+        # Stopped by a signal mid-job: the job's thread cannot be stopped, and letting the interpreter
+        # shut down under it crashes (torch aborts). The master records the job as crashed.
+        logger.warning("worker %s: abandoning the job still running", worker.name)
+        logging.shutdown()
+        os._exit(0)
 
 
 def _shut_down_on_signals(worker: JobWorker) -> None:

@@ -292,3 +292,25 @@ def test_train_reports_a_failed_job_with_its_reason(tmp_path, run_hpo):
     assert proc.returncode == 1
     assert json.loads(proc.stdout)[3]["loss"] is None
     assert proc.stderr.strip().splitlines()[-1].startswith("hpo: job failed (diverged): ")
+
+
+def test_sigterm_during_a_job_exits_cleanly(tmp_path):
+    """docker compose stop sends SIGTERM while a job runs: the worker exits 0, not with a crash."""
+    space = tmp_path / "slow.yaml"
+    space.write_text((SPACES / "synthetic.yaml").read_text() + "  seconds_per_epoch: 2\n")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    nameserver = start("nameserver", "--host", "127.0.0.1", "--port", str(port), log=tmp_path / "ns.log")
+    worker = start("worker", "--run-id", "busy", "--nameserver", address, log=tmp_path / "w.log")
+    master = start("master", str(space), "--run-id", "busy", "--nameserver", address, "--results",
+                   str(tmp_path / "run"), "--no-progress", "--ping-interval", "1", log=tmp_path / "m.log")
+    try:
+        deadline = time.time() + 60
+        while "at budget" not in (tmp_path / "w.log").read_text():
+            time.sleep(0.3)
+            assert time.time() < deadline, (tmp_path / "w.log").read_text()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+        assert "abandoning the job still running" in (tmp_path / "w.log").read_text()
+    finally:
+        stop(worker, master, nameserver)

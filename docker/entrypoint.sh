@@ -1,0 +1,105 @@
+#!/bin/sh
+# Entry point of the hpo images: turns HPO_* environment variables into `hpo` command lines,
+# so that compose files stay declarative and unset settings fall back to the search space's
+# own defaults (an empty variable adds no flag). Every role ends in `exec`, so the hpo process
+# receives the container's SIGTERM directly (under `init: true`, from docker-init).
+#
+#   hpo-entrypoint head        nameserver (in the background) + master; exits with the master
+#   hpo-entrypoint nameserver  hpo nameserver
+#   hpo-entrypoint master      hpo master (needs a nameserver at HPO_NAMESERVER)
+#   hpo-entrypoint worker      hpo worker (claims a free GPU when several are visible)
+#   hpo-entrypoint -h | --...  hpo with these arguments;  anything else is executed as given
+# Extra arguments after the role are passed on to hpo.
+set -eu
+
+role="${1:-}"
+[ $# -gt 0 ] && shift
+
+ns_port="${HPO_NS_PORT:-9090}"
+nameserver="${HPO_NAMESERVER:-127.0.0.1:${ns_port}}"
+space="${HPO_SPACE:-search_spaces/resnet50_caltech101.yaml}"
+run_id="${HPO_RUN_ID:-}"
+[ -n "$run_id" ] || run_id="$(basename "$space" .yaml)"
+results_root="${HPO_RESULTS_ROOT:-/workspace/results}"
+
+log() { echo "[hpo-entrypoint] $*" >&2; }
+
+nameserver_command() {
+    echo "hpo nameserver --host ${HPO_NS_BIND:-0.0.0.0} --port ${ns_port}"
+}
+
+# Sets $device, the worker's torch device: HPO_DEVICE when set; none (the job's default) with
+# at most one GPU visible; otherwise (compose gives every replica the same GPUs) the first GPU
+# whose lock file in HPO_LOCK_DIR, a volume the replicas share, is free. The lock is held on
+# fd 9, which `exec` passes on, so it lasts exactly as long as the worker process.
+# Runs in the current shell on purpose: a $(...) subshell would drop the lock at once.
+pick_device() {
+    device="${HPO_DEVICE:-}"
+    [ -z "$device" ] || return 0
+    count="$(python -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)"
+    [ "$count" -gt 1 ] || return 0
+    lock_dir="${HPO_LOCK_DIR:-/run/hpo}"
+    mkdir -p "$lock_dir"
+    i=0
+    while [ "$i" -lt "$count" ]; do
+        exec 9>"$lock_dir/gpu$i.lock"
+        if flock -n 9; then
+            log "claimed GPU $i of $count"
+            device="cuda:$i"
+            return 0
+        fi
+        exec 9>&-
+        i=$((i + 1))
+    done
+    i=$(( $(od -An -N2 -tu2 /dev/urandom) % count ))
+    log "all $count GPUs are claimed by other workers; sharing GPU $i"
+    device="cuda:$i"
+}
+
+case "$role" in
+    nameserver)
+        # shellcheck disable=SC2046
+        exec $(nameserver_command) "$@"
+        ;;
+    master|head)
+        if [ "$role" = head ]; then
+            log "starting the nameserver on port $ns_port"
+            # shellcheck disable=SC2046
+            $(nameserver_command) &
+        fi
+        set -- "$space" --run-id "$run_id" --nameserver "$nameserver" \
+            --results "$results_root/$run_id" "$@"
+        [ -z "${HPO_HOST:-}" ] || set -- "$@" --host "$HPO_HOST"
+        [ -z "${HPO_MIN_WORKERS:-}" ] || set -- "$@" --min-workers "$HPO_MIN_WORKERS"
+        [ -z "${HPO_MIN_BUDGET:-}" ] || set -- "$@" --min-budget "$HPO_MIN_BUDGET"
+        [ -z "${HPO_MAX_BUDGET:-}" ] || set -- "$@" --max-budget "$HPO_MAX_BUDGET"
+        [ -z "${HPO_ETA:-}" ] || set -- "$@" --eta "$HPO_ETA"
+        [ -z "${HPO_ITERATIONS:-}" ] || set -- "$@" --iterations "$HPO_ITERATIONS"
+        [ -z "${HPO_OPTIMIZER:-}" ] || set -- "$@" --optimizer "$HPO_OPTIMIZER"
+        [ -z "${HPO_SEED:-}" ] || set -- "$@" --seed "$HPO_SEED"
+        log "hpo master $*"
+        exec hpo master "$@"
+        ;;
+    worker)
+        pick_device
+        if [ -n "${HPO_WORKER_THREADS:-}" ]; then   # CPU threads per job (several workers per host)
+            export OMP_NUM_THREADS="$HPO_WORKER_THREADS" MKL_NUM_THREADS="$HPO_WORKER_THREADS"
+        fi
+        set -- --run-id "$run_id" --nameserver "$nameserver" "$@"
+        [ -z "${HPO_HOST:-}" ] || set -- "$@" --host "$HPO_HOST"
+        [ -z "$device" ] || set -- "$@" --device "$device"
+        [ -z "${HPO_DATA_ROOT:-}" ] || set -- "$@" --data-root "$HPO_DATA_ROOT"
+        [ -z "${HPO_LOADER_WORKERS:-}" ] || set -- "$@" --loader-workers "$HPO_LOADER_WORKERS"
+        log "hpo worker $*"
+        exec hpo worker "$@"
+        ;;
+    "")
+        exec hpo --help
+        ;;
+    -*)
+        exec hpo "$role" "$@"
+        ;;
+    *)
+        exec "$role" "$@"
+        ;;
+esac
