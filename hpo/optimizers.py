@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import ConfigSpace as CS
 import numpy as np
@@ -26,9 +26,6 @@ from hpbandster.optimizers import BOHB, HyperBand, RandomSearch
 
 import hpo.pyro
 from hpo.jobs import is_failure
-
-OPTIMIZERS = {"bohb": BOHB, "hyperband": HyperBand, "randomsearch": RandomSearch}
-
 
 class ProgressCounts:
     """Thread-safe counters the progress display reads."""
@@ -45,10 +42,8 @@ class ProgressCounts:
 class _ServiceMaster:
     """Mixin for an hpbandster ``Master`` subclass; call :meth:`_setup_service` after its ``__init__``."""
 
-    def _setup_service(self, job_context: dict, n_iterations: int,
-                       on_result: Optional[Callable[[Any], None]] = None) -> None:
+    def _setup_service(self, job_context: dict, n_iterations: int) -> None:
         self.job_context = dict(job_context)
-        self.on_result = on_result
         total = sum(sum(self.get_next_iteration(i, {}).num_configs) for i in range(n_iterations))
         self.progress = ProgressCounts(total_jobs=total, iterations=n_iterations)
 
@@ -75,8 +70,6 @@ class _ServiceMaster:
                 if self.progress.best_loss is None or loss < self.progress.best_loss:
                     self.progress.best_loss = loss
         super().job_callback(job)
-        if self.on_result is not None:
-            self.on_result(job)
 
     def run(self, n_iterations: int = 1, min_n_workers: int = 1, iteration_kwargs: Optional[dict] = None):
         try:
@@ -143,16 +136,16 @@ class ServiceRandomSearch(_ServiceMaster, RandomSearch):
     pass
 
 
-SERVICE_OPTIMIZERS = {"bohb": ServiceBOHB, "hyperband": ServiceHyperBand, "randomsearch": ServiceRandomSearch}
+OPTIMIZERS = {"bohb": ServiceBOHB, "hyperband": ServiceHyperBand, "randomsearch": ServiceRandomSearch}
 
 
 def make_optimizer(name: str, *, configspace, run_id: str, nameserver: str, nameserver_port: int, host: str,
                    min_budget: float, max_budget: float, eta: float, n_iterations: int, result_logger,
                    job_context: dict, working_directory: str, ping_interval: float = 10,
-                   on_result: Optional[Callable[[Any], None]] = None, logger: Optional[logging.Logger] = None):
+                   logger: Optional[logging.Logger] = None):
     """Build the optimizer ``name`` (bohb, hyperband, randomsearch), ready to ``run``."""
     hpo.pyro.install()
-    cls = SERVICE_OPTIMIZERS[name]
+    cls = OPTIMIZERS[name]
     optimizer = cls(
         configspace=configspace,
         run_id=run_id,
@@ -167,7 +160,7 @@ def make_optimizer(name: str, *, configspace, run_id: str, nameserver: str, name
         ping_interval=ping_interval,
         logger=logger or logging.getLogger("hpo.master.hpbandster"),
     )
-    optimizer._setup_service(job_context, n_iterations, on_result=on_result)
+    optimizer._setup_service(job_context, n_iterations)
     return optimizer
 
 
