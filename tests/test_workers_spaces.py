@@ -44,3 +44,14 @@ def test_quickstart_runs_offline_on_a_small_model():
     config = load_space(SPACES / "quickstart.yaml").default_config()
     assert config["dataset"] == "digits" and config["weights"] == "none"
     assert config["image_size"] <= 32
+
+
+def test_unknown_config_keys_are_warned_about(caplog):
+    import logging
+
+    from workers.config import read_config
+
+    with caplog.at_level(logging.WARNING, logger="workers.config"):
+        settings = read_config({"lr": 0.1, "learning_rate": 0.5})
+    assert settings.lr == 0.1
+    assert "learning_rate" in caplog.text

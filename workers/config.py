@@ -1,15 +1,19 @@
 """The configuration keys the image-classifier job reads, with their defaults and checks.
 
-See ``workers/README.md`` for the table. Unknown keys are ignored (a search space may carry
-keys for other purposes); values arrive as plain Python or numpy scalars from ConfigSpace.
+See ``workers/README.md`` for the table. Unknown keys are ignored with a warning (a search space
+may carry keys for other purposes, but a misspelt key should not pass unnoticed); values arrive as
+plain Python or numpy scalars from ConfigSpace.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
 from workers.errors import JobSetupError
+
+logger = logging.getLogger(__name__)
 
 OBJECTIVES = ("val_loss", "val_error")
 
@@ -76,6 +80,9 @@ def read_config(config: Mapping[str, Any]) -> ClassifierConfig:
     for spec in fields(ClassifierConfig):
         if spec.name in config:
             values[spec.name] = _convert(spec.name, spec.type, config[spec.name])
+    unknown = sorted(set(config) - {spec.name for spec in fields(ClassifierConfig)})
+    if unknown:
+        logger.warning("config keys the image classifier does not read (misspelt?): %s", ", ".join(unknown))
     settings = ClassifierConfig(**values)
     if settings.objective not in OBJECTIVES:
         raise JobSetupError(f"objective {settings.objective!r}: must be one of {', '.join(OBJECTIVES)}")
