@@ -10,11 +10,9 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Optional, Sequence
 
-import yaml
 
 from hpo.errors import UserError
 from hpo.network import DEFAULT_NAMESERVER_PORT, parse_address
@@ -167,17 +165,14 @@ def cmd_nameserver(args: argparse.Namespace) -> int:
 
 
 def _parse_set(items: Sequence[str]) -> dict:
-    from hpo.space import _Loader
+    from hpo.space import parse_value
 
     values = {}
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name:
             raise UserError(f"--set {item!r}: expected NAME=VALUE")
-        try:
-            values[name.strip()] = yaml.load(text, Loader=_Loader)
-        except yaml.YAMLError:
-            values[name.strip()] = text
+        values[name.strip()] = parse_value(text)
     return values
 
 

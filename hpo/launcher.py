@@ -140,15 +140,17 @@ def run_local(space: SearchSpace, settings: MasterSettings, n_workers: int, work
 
 
 def _watch_workers(children: ChildProcesses, names: Sequence[str], finished: threading.Event) -> None:
-    """Report workers that die; stop the run (as Ctrl-C would) when none is left."""
-    reported: set[str] = set()
+    """Report workers that die; stop the run (as Ctrl-C would) when every one has died.
+
+    A worker exiting 0 was shut down by the master (the run is ending), not dead."""
+    died: set[str] = set()
     while not finished.wait(1.0):
         for name in names:
             code = children.children[name].poll()
-            if code is not None and name not in reported:
-                reported.add(name)
+            if code not in (None, 0) and name not in died:
+                died.add(name)
                 logger.error("%s exited with code %s; see %s", name, code, children.log_path(name))
-        if len(reported) == len(names) and not finished.is_set():
+        if len(died) == len(names) and not finished.is_set():
             logger.error("no worker left; stopping the run")
             _thread.interrupt_main()
             return

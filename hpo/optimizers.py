@@ -59,16 +59,15 @@ class _ServiceMaster:
             self.num_running_jobs += 1
 
     def job_callback(self, job) -> None:
-        if job.result is not None and is_failure(job.result):
+        failed = is_failure(job.result)
+        if failed and job.result is not None:
             job.result["loss"] = math.inf
         with self.progress.lock:
             self.progress.finished += 1
-            if is_failure(job.result):
+            if failed:
                 self.progress.failed += 1
-            else:
-                loss = job.result["loss"]
-                if self.progress.best_loss is None or loss < self.progress.best_loss:
-                    self.progress.best_loss = loss
+            elif self.progress.best_loss is None or job.result["loss"] < self.progress.best_loss:
+                self.progress.best_loss = job.result["loss"]
         super().job_callback(job)
 
     def run(self, n_iterations: int = 1, min_n_workers: int = 1, iteration_kwargs: Optional[dict] = None):

@@ -20,6 +20,7 @@ from ConfigSpace.util import deactivate_inactive_hyperparameters
 
 from hpo.errors import UserError
 from hpo.jobs import DEFAULT_JOB
+from hpo.values import to_builtin
 
 TOP_LEVEL_KEYS = ("name", "description", "job", "seed", "budget", "hyperparameters", "forbidden")
 BUDGET_KEYS = ("min", "max", "eta", "iterations")
@@ -76,14 +77,10 @@ class SearchSpace:
 
     def default_config(self) -> dict:
         """The default configuration, inactive hyperparameters removed, as plain values."""
-        from hpo.values import to_builtin
-
         return to_builtin(dict(self.configspace.get_default_configuration()))
 
     def config_with(self, overrides: Mapping[str, Any]) -> dict:
         """The default configuration with ``overrides`` applied and checked against the space."""
-        from hpo.values import to_builtin
-
         values = dict(self.configspace.get_default_configuration())
         for name, value in overrides.items():
             if name not in self.configspace:
@@ -120,6 +117,15 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+
+
+def parse_value(text: str):
+    """A command-line value read as YAML (``0.01``, ``1e-3``, ``sgd``, ``true``); the text itself
+    when it is not valid YAML."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
 
 
 def load_space(path: str | Path) -> SearchSpace:
@@ -192,8 +198,6 @@ def parse_space(text: str, where: str = "<string>") -> SearchSpace:
 
 def describe_hyperparameters(cs: CS.ConfigurationSpace) -> list[dict]:
     """Name, type, scale, range or choices and conditions of every hyperparameter."""
-    from hpo.values import to_builtin
-
     parents: dict[str, list[dict]] = {}
     for condition in cs.conditions:
         for leaf in _leaf_conditions(condition):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hpbandster.core.dispatcher import Job
-from hpbandster.optimizers import BOHB
 from hpbandster.optimizers.config_generators.bohb import BOHB as BOHBGenerator
 
 from hpo.optimizers import _model_ordinals, _OrdinalsAsCategoricals, budget_ladder, kde_variable_types

@@ -112,26 +112,24 @@ def load_digits() -> ImageData:
     return ImageData("digits", [str(c) for c in bunch.target_names], LabeledImages(ArrayImages(pixels, targets), targets))
 
 
-def load_mnist(root: Path) -> ImageData:
-    train = _torchvision_dataset(torchvision.datasets.MNIST, root, "mnist", "MNIST", train=True)
-    test = _torchvision_dataset(torchvision.datasets.MNIST, root, "mnist", "MNIST", train=False)
+def _with_test_split(factory: Callable[..., Any], root: Path, name: str, where: str) -> ImageData:
+    """A torchvision data set that has its own test split (MNIST, CIFAR-10)."""
+    train = _torchvision_dataset(factory, root, name, where, train=True)
+    test = _torchvision_dataset(factory, root, name, where, train=False)
     return ImageData(
-        "mnist",
-        list(train.classes),
-        LabeledImages(train, train.targets.numpy()),
-        LabeledImages(test, test.targets.numpy()),
-    )
-
-
-def load_cifar10(root: Path) -> ImageData:
-    train = _torchvision_dataset(torchvision.datasets.CIFAR10, root, "cifar10", "cifar-10-batches-py", train=True)
-    test = _torchvision_dataset(torchvision.datasets.CIFAR10, root, "cifar10", "cifar-10-batches-py", train=False)
-    return ImageData(
-        "cifar10",
+        name,
         list(train.classes),
         LabeledImages(train, np.asarray(train.targets)),
         LabeledImages(test, np.asarray(test.targets)),
     )
+
+
+def load_mnist(root: Path) -> ImageData:
+    return _with_test_split(torchvision.datasets.MNIST, root, "mnist", "MNIST")
+
+
+def load_cifar10(root: Path) -> ImageData:
+    return _with_test_split(torchvision.datasets.CIFAR10, root, "cifar10", "cifar-10-batches-py")
 
 
 def load_caltech101(root: Path) -> ImageData:
