@@ -1,4 +1,4 @@
-"""The ``hpo`` command: run, master, worker, nameserver, train, space check."""
+"""The ``hpo`` command: run, master, worker, nameserver, certs, train, space check."""
 
 from __future__ import annotations
 
@@ -69,6 +69,29 @@ def _add_worker_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--job", help="job to run instead of the one the search space names (name or module:callable)")
 
 
+def _add_transport_flags(parser: argparse.ArgumentParser, run: bool = False) -> None:
+    group = parser.add_argument_group("transport security")
+    if run:
+        group.add_argument("--tls", metavar="DIR", default=os.environ.get("HPO_TLS_DIR") or None,
+                           help="certificates made by 'hpo certs' (env HPO_TLS_DIR; default: made for this run)")
+        group.add_argument("--insecure", action="store_true", help="no TLS between this run's processes (loopback)")
+    else:
+        group.add_argument("--tls", metavar="DIR", default=os.environ.get("HPO_TLS_DIR") or None,
+                           help="mutual TLS with the CA, certificate and key in DIR, made by 'hpo certs' "
+                                "(env HPO_TLS_DIR)")
+        group.add_argument("--insecure", action="store_true",
+                           help="allow listening beyond loopback without TLS (anyone who reaches it can "
+                                "send jobs and forge results)")
+
+
+def _transport(args: argparse.Namespace):
+    from hpo.transport import Transport
+
+    if args.tls and args.insecure:
+        raise UserError("--tls and --insecure: choose one")
+    return Transport(tls_dir=args.tls, insecure=args.insecure)
+
+
 def _worker_options(args: argparse.Namespace) -> dict:
     options = {}
     if args.loader_workers is not None:
@@ -92,7 +115,7 @@ def _master_settings(space, args, run_id: str, results: str, nameserver: tuple[s
     return MasterSettings(
         run_id=run_id, results_dir=results, nameserver_host=nameserver[0], nameserver_port=nameserver[1], host=host,
         budget=_budget(space, args), optimizer=args.optimizer, min_workers=min_workers, seed=args.seed,
-        ping_interval=args.ping_interval, show_progress=not args.no_progress,
+        ping_interval=args.ping_interval, show_progress=not args.no_progress, transport=_transport(args),
     )
 
 
@@ -113,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_id = _check_run_id(args.run_id or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     results = args.results or str(Path("results") / run_id)
     settings = _master_settings(space, args, run_id, results, ("127.0.0.1", 0), "127.0.0.1", args.workers)
-    worker_args = []
+    worker_args = ["--space", args.space]
     if args.data_root:
         worker_args += ["--data-root", args.data_root]
     if args.loader_workers is not None:
@@ -123,7 +146,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.job:
         worker_args += ["--job", args.job]
     devices = args.devices.split(",") if args.devices else None
-    summary = run_local(space, settings, args.workers, worker_args, devices=devices)
+    from hpo.transport import Transport
+
+    # default (None): TLS with certificates made for this run; --insecure: none, on loopback
+    transport = Transport(tls_dir=args.tls) if args.tls else Transport() if args.insecure else None
+    summary = run_local(space, settings, args.workers, worker_args, devices=devices, transport=transport)
     print(f"run {summary.run_id}: {summary.jobs} jobs ({summary.failed} failed), best loss "
           f"{'-' if summary.best_loss is None else f'{summary.best_loss:.4g}'}; results in {summary.results_dir}")
     print(f"next: hpo-report {summary.results_dir}")
@@ -149,10 +176,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from hpo.worker import WorkerSettings, run_worker
 
     host, port = parse_address(args.nameserver)
+    space_job = None
+    if args.space:
+        from hpo.space import load_space
+
+        space_job = load_space(args.space).job
     run_worker(WorkerSettings(
         run_id=_check_run_id(args.run_id), nameserver_host=host, nameserver_port=port, host=args.host, job=args.job,
-        device=args.device, data_root=args.data_root, work_dir=args.work_dir, options=_worker_options(args),
-        nameserver_timeout=args.connect_timeout,
+        space_job=space_job, device=args.device, data_root=args.data_root, work_dir=args.work_dir,
+        options=_worker_options(args), nameserver_timeout=args.connect_timeout, transport=_transport(args),
     ))
     return 0
 
@@ -160,7 +192,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_nameserver(args: argparse.Namespace) -> int:
     from hpo.nameserver import serve_nameserver
 
-    serve_nameserver(args.host, args.port)
+    serve_nameserver(args.host, args.port, _transport(args))
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from hpo.certificates import certificate_summary, make_deployment
+
+    made = make_deployment(args.directory, args.host, ca_directory=args.ca, days=args.days,
+                           if_missing=args.if_missing)
+    summary = certificate_summary(args.directory)
+    if not made:
+        print(f"{args.directory}: certificates already there ({summary}); left as they are")
+        return 0
+    signer = f"signed by the CA in {args.ca}" if args.ca else "and a new CA (ca.key: keep it on this machine)"
+    print(f"{args.directory}: cert.pem and key.pem {summary}, {signer}")
+    print(f"give every host ca.pem, cert.pem and key.pem (or its own: hpo certs DIR2 --ca {args.directory} "
+          f"--host HOST), then: --tls DIR")
     return 0
 
 
@@ -244,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results directory (default: results/<run-id>)")
     _add_budget_flags(p)
     _add_worker_flags(p)
+    _add_transport_flags(p, run=True)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("master", help="the optimizer; workers join it through the nameserver")
@@ -255,21 +304,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-workers", type=int, default=1, help="workers to wait for before starting (default 1)")
     p.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to wait for the nameserver")
     _add_budget_flags(p)
+    _add_transport_flags(p)
     p.set_defaults(func=cmd_master)
 
     p = sub.add_parser("worker", help="serve jobs for a run; start one per GPU")
     p.add_argument("--run-id", required=True, help="the master's run id")
     p.add_argument("--nameserver", default=f"127.0.0.1:{DEFAULT_NAMESERVER_PORT}", help="HOST:PORT of the nameserver")
     p.add_argument("--host", help="address to listen on for the master (default: the one that reaches the nameserver)")
-    p.add_argument("--work-dir", help="directory for checkpoints (default: the master's results directory)")
+    p.add_argument("--work-dir", default="results",
+                   help="work root: jobs whose working directory (under the master's results directory) lies "
+                        "outside it are refused (default: ./results)")
+    p.add_argument("--space", help="search-space YAML whose job this worker may run (besides --job and the "
+                                   "installed hpo.jobs)")
     p.add_argument("--connect-timeout", type=float, default=300.0, help="seconds to wait for the nameserver")
     _add_worker_flags(p)
+    _add_transport_flags(p)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("nameserver", help="the Pyro4 nameserver masters and workers meet at")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=DEFAULT_NAMESERVER_PORT, help=f"port (default {DEFAULT_NAMESERVER_PORT})")
+    _add_transport_flags(p)
     p.set_defaults(func=cmd_nameserver)
+
+    p = sub.add_parser("certs", help="make a CA and certificates for mutual TLS (--tls DIR)",
+                       description="Make DIR/ca.pem, DIR/cert.pem and DIR/key.pem (and DIR/ca.key, the CA's key, "
+                                   "unless --ca signs). Example: hpo certs tls --host head.example.org --host 10.0.0.2")
+    p.add_argument("directory", metavar="DIR", help="directory to write (refused if it already holds certificates)")
+    p.add_argument("--host", action="append", default=[], metavar="NAME_OR_IP",
+                   help="a host name or address the certificate is for (repeatable; loopback is always added)")
+    p.add_argument("--ca", metavar="CA_DIR", help="sign with the CA in CA_DIR (ca.pem, ca.key) instead of a new one")
+    p.add_argument("--days", type=int, default=825, help="days the certificate is valid (default 825)")
+    p.add_argument("--if-missing", action="store_true", help="exit 0 and keep DIR when it already holds certificates")
+    p.set_defaults(func=cmd_certs)
 
     p = sub.add_parser("train", help="run one configuration at one budget in this process")
     p.add_argument("space", help="search-space YAML file")

@@ -11,11 +11,13 @@ user should see (diverged, out of memory) returns :func:`failure` instead of rai
 worker keeps serving and the failure lands in the results log with its reason.
 
 Jobs are registered under the ``hpo.jobs`` entry-point group (``name = module:callable``);
-a ``module:callable`` string works too, so users can plug in their own job without packaging.
+a ``module:callable`` string works too, so users can plug in their own job without packaging
+(a worker runs such a job only when its own command line names it: see :mod:`hpo.worker`).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from dataclasses import asdict, dataclass, field
@@ -75,17 +77,18 @@ def is_failure(result: Optional[Mapping[str, Any]]) -> bool:
     return not isinstance(loss, (int, float)) or not math.isfinite(loss)
 
 
+@functools.lru_cache(maxsize=1)
+def registered_jobs() -> dict[str, str]:
+    """Job name → ``module:callable``: the ``hpo.jobs`` entry points of the installed packages, and
+    the jobs shipped with the project. Read once per process."""
+    return {**BUILTIN_JOBS, **{ep.name: ep.value for ep in entry_points(group="hpo.jobs")}}
+
+
 def load_job(name: str) -> Callable[[Mapping[str, Any], JobContext], JobResult]:
     """Return the job callable registered as ``name``, or named by ``module:callable``."""
-    target = None
-    for ep in entry_points(group="hpo.jobs"):
-        if ep.name == name:
-            target = ep.value
-            break
-    if target is None:
-        target = BUILTIN_JOBS.get(name, name)
+    target = registered_jobs().get(name, name)
     if ":" not in target:
-        known = ", ".join(sorted(set(BUILTIN_JOBS) | {ep.name for ep in entry_points(group="hpo.jobs")}))
+        known = ", ".join(sorted(registered_jobs()))
         raise UserError(f"job {name!r}: unknown job (known: {known}; or give module:callable)")
     module_name, _, attr = target.partition(":")
     try:

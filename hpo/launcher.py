@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -26,6 +27,7 @@ from hpo.master import MasterSettings, RunSummary, run_master
 from hpo.network import free_port
 from hpo.results import check_free
 from hpo.space import SearchSpace
+from hpo.transport import Transport
 
 logger = logging.getLogger("hpo.launcher")
 
@@ -100,14 +102,29 @@ def detect_gpus() -> list[str]:
 
 
 def run_local(space: SearchSpace, settings: MasterSettings, n_workers: int, worker_args: Sequence[str] = (),
-              devices: Optional[Sequence[str]] = None) -> RunSummary:
-    """Run nameserver, ``n_workers`` worker processes and the master here, then stop them all."""
+              devices: Optional[Sequence[str]] = None, transport: Optional[Transport] = None) -> RunSummary:
+    """Run nameserver, ``n_workers`` worker processes and the master here, then stop them all.
+
+    ``transport`` None: mutual TLS with certificates made for this run alone (in a private
+    temporary directory, deleted at the end)."""
     if n_workers < 1:
         raise UserError(f"--workers: must be >= 1 (got {n_workers})")
     check_free(settings.results_dir)
+    with tempfile.TemporaryDirectory(prefix="hpo-tls-") as scratch:
+        if transport is None:
+            from hpo.certificates import make_deployment
+
+            make_deployment(Path(scratch) / "tls", ["127.0.0.1", "localhost"])
+            transport = Transport(tls_dir=str(Path(scratch) / "tls"))
+        return _run_local(space, replace(settings, transport=transport), n_workers, worker_args, devices)
+
+
+def _run_local(space: SearchSpace, settings: MasterSettings, n_workers: int, worker_args: Sequence[str],
+               devices: Optional[Sequence[str]]) -> RunSummary:
     port = free_port("127.0.0.1")
     settings = replace(settings, nameserver_host="127.0.0.1", nameserver_port=port, host="127.0.0.1",
                        min_workers=n_workers)
+    transport_args = settings.transport.args()
     devices = list(devices) if devices else detect_gpus()
     children = ChildProcesses(Path(settings.results_dir) / "logs")
     worker_names = [f"worker-{i + 1}" for i in range(n_workers)]
@@ -117,10 +134,10 @@ def run_local(space: SearchSpace, settings: MasterSettings, n_workers: int, work
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n_workers))
     finished = threading.Event()
     try:
-        children.spawn("nameserver", ["nameserver", "--host", "127.0.0.1", "--port", str(port)])
+        children.spawn("nameserver", ["nameserver", "--host", "127.0.0.1", "--port", str(port), *transport_args])
         for i, name in enumerate(worker_names):
             args = ["worker", "--run-id", settings.run_id, "--nameserver", f"127.0.0.1:{port}", "--host", "127.0.0.1",
-                    *worker_args]
+                    "--work-dir", settings.results_dir, *transport_args, *worker_args]
             if devices:
                 args += ["--device", devices[i % len(devices)]]
             children.spawn(name, args, env=env)

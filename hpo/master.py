@@ -17,6 +17,7 @@ from hpo.optimizers import OPTIMIZERS, budget_ladder, make_optimizer
 from hpo.progress import Progress
 from hpo.results import ResultsLog, package_versions, utc_now, write_run_metadata
 from hpo.space import BudgetSettings, SearchSpace
+from hpo.transport import Transport, check_listen_address, configure
 
 logger = logging.getLogger("hpo.master")
 
@@ -37,6 +38,7 @@ class MasterSettings:
     ping_interval: float = 10.0  # seconds between looks for new or dead workers
     nameserver_timeout: float = 120.0
     show_progress: bool = True
+    transport: Transport = field(default_factory=Transport)
 
 
 @dataclass
@@ -55,6 +57,7 @@ def run_master(space: SearchSpace, settings: MasterSettings) -> RunSummary:
         raise ValueError(f"unknown optimizer {settings.optimizer!r}")
     budget = settings.budget
     seed = space.seed if settings.seed is None else settings.seed
+    configure(settings.transport)
     log = ResultsLog(settings.results_dir)  # refuses a directory that already holds a run
     results_dir = str(Path(settings.results_dir))
     metadata = {
@@ -80,6 +83,7 @@ def run_master(space: SearchSpace, settings: MasterSettings) -> RunSummary:
 
     wait_for_nameserver(settings.nameserver_host, settings.nameserver_port, settings.nameserver_timeout)
     host = settings.host or local_address_towards(settings.nameserver_host, settings.nameserver_port)
+    check_listen_address(host, settings.transport)
     np.random.seed(seed)
     random.seed(seed)
     space.configspace.seed(seed)
@@ -104,7 +108,7 @@ def run_master(space: SearchSpace, settings: MasterSettings) -> RunSummary:
         n_iterations=budget.iterations,
         result_logger=log,
         job_context=job_context,
-        working_directory=os.path.join(results_dir, "work"),
+        working_directory=os.path.join(os.path.abspath(results_dir), "work"),
         ping_interval=settings.ping_interval,
     )
     progress = Progress(optimizer.progress, optimizer.queue_snapshot, lambda: len(optimizer.iterations),

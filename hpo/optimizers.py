@@ -2,8 +2,8 @@
 
 What changes, and where:
 
-* numpy values cross Pyro4 as plain Python values: :mod:`hpo.pyro` (installed by
-  :func:`make_optimizer` and by the worker);
+* the dispatcher binds each result to its dispatch and survives failed calls:
+  :mod:`hpo.dispatcher`; Pyro4 itself (TLS, limits, numpy values) is set up by :mod:`hpo.transport`;
 * jobs carry a **context** (the run's budgets, job name and seed) besides config and budget, so
   a worker learns the max budget its learning-rate schedule depends on;
 * a **failed job** (loss ``None``, non-numeric or non-finite) counts as a loss of +inf, as
@@ -24,7 +24,7 @@ import ConfigSpace as CS
 import numpy as np
 from hpbandster.optimizers import BOHB, HyperBand, RandomSearch
 
-import hpo.pyro
+from hpo.dispatcher import ServiceDispatcher, dispatcher_class
 from hpo.jobs import is_failure
 
 class ProgressCounts:
@@ -143,22 +143,22 @@ def make_optimizer(name: str, *, configspace, run_id: str, nameserver: str, name
                    job_context: dict, working_directory: str, ping_interval: float = 10,
                    logger: Optional[logging.Logger] = None):
     """Build the optimizer ``name`` (bohb, hyperband, randomsearch), ready to ``run``."""
-    hpo.pyro.install()
     cls = OPTIMIZERS[name]
-    optimizer = cls(
-        configspace=configspace,
-        run_id=run_id,
-        nameserver=nameserver,
-        nameserver_port=nameserver_port,
-        host=host,
-        min_budget=min_budget,
-        max_budget=max_budget,
-        eta=eta,
-        result_logger=result_logger,
-        working_directory=working_directory,
-        ping_interval=ping_interval,
-        logger=logger or logging.getLogger("hpo.master.hpbandster"),
-    )
+    with dispatcher_class(ServiceDispatcher):
+        optimizer = cls(
+            configspace=configspace,
+            run_id=run_id,
+            nameserver=nameserver,
+            nameserver_port=nameserver_port,
+            host=host,
+            min_budget=min_budget,
+            max_budget=max_budget,
+            eta=eta,
+            result_logger=result_logger,
+            working_directory=working_directory,
+            ping_interval=ping_interval,
+            logger=logger or logging.getLogger("hpo.master.hpbandster"),
+        )
     optimizer._setup_service(job_context, n_iterations)
     return optimizer
 

@@ -1,4 +1,16 @@
-"""The worker process: an hpbandster ``Worker`` that runs the job the search space names."""
+"""The worker process: an hpbandster ``Worker`` that runs jobs it knows, for the dispatcher that sent them.
+
+A worker trusts nothing it is sent to name code or places:
+
+* **jobs** run only when known locally: the worker's own ``--job``, the job its own ``--space``
+  file names, or a name registered under the ``hpo.jobs`` entry points of its installed packages.
+  Any other job name from the master is refused (a failure with reason ``job``); nothing is
+  imported. ``module:callable`` jobs are allowed by naming them on the worker's command line;
+* the job's **working directory** must lie under the worker's work root (``--work-dir``, default
+  ``./results``), or the job is refused;
+* its **result** goes back with the ticket the dispatcher sent with the job, so the dispatcher can
+  tell it from a forged one (:mod:`hpo.dispatcher`); delivery is retried a few times.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +20,19 @@ import signal
 import socket
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
+import Pyro4
+import Pyro4.errors
 from hpbandster.core.worker import Worker
 
-from hpo.jobs import DEFAULT_JOB, JobContext, load_job
+from hpo.jobs import DEFAULT_JOB, JobContext, failure, load_job, registered_jobs
 from hpo.network import local_address_towards, wait_for_nameserver
-import hpo.pyro
+from hpo.transport import Transport, check_listen_address, configure
 
 logger = logging.getLogger("hpo.worker")
 
@@ -27,12 +43,22 @@ class WorkerSettings:
     nameserver_host: str = "127.0.0.1"
     nameserver_port: int = 9090
     host: Optional[str] = None  # interface to listen on; None: the one routing to the nameserver
-    job: Optional[str] = None  # None: the job the master's search space names
+    job: Optional[str] = None  # None: the job the master's search space names (if allowed here)
+    space_job: Optional[str] = None  # the job named by the worker's own --space file: allowed too
     device: Optional[str] = None
     data_root: Optional[str] = None
-    work_dir: Optional[str] = None  # None: the master's results directory (shared file systems)
+    work_dir: str = "results"  # work root: job working directories must lie under it
     options: Mapping[str, Any] = field(default_factory=dict)
     nameserver_timeout: float = 300.0
+    transport: Transport = field(default_factory=Transport)
+
+    def allowed_jobs(self) -> set[str]:
+        """Job names this worker runs: its own --job and --space job, and the registered jobs."""
+        return set(registered_jobs()) | {name for name in (self.job, self.space_job) if name}
+
+
+#: Attempts, and seconds between them, to deliver a result to the dispatcher.
+DELIVERY_ATTEMPTS, DELIVERY_INTERVAL = 5, 2.0
 
 
 class JobWorker(Worker):
@@ -51,12 +77,38 @@ class JobWorker(Worker):
         )
         self.settings = settings
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.allowed_jobs = settings.allowed_jobs()
+        self.work_root = Path(settings.work_dir).resolve()
+        self._jobs: dict[str, Any] = {}
+
+    def _job(self, name: str):
+        """The job callable, resolved once per name."""
+        if name not in self._jobs:
+            self._jobs[name] = load_job(name)
+        return self._jobs[name]
+
+    def _refusal(self, context: dict, working_directory: str) -> Optional[dict]:
+        """A failure result when the master asks for a job or a place this worker does not allow."""
+        requested = context.get("job")
+        if requested is not None and (not isinstance(requested, str) or requested not in self.allowed_jobs):
+            return failure("job", f"job {requested!r} is not allowed on worker {self.name}: it runs "
+                                  f"{', '.join(sorted(self.allowed_jobs))}; start it with --job or --space to allow more")
+        if not isinstance(working_directory, str) or not Path(working_directory).resolve().is_relative_to(
+                self.work_root):
+            return failure("job", f"working directory {working_directory!r} is outside worker {self.name}'s "
+                                  f"work root {self.work_root} (--work-dir)")
+        return None
 
     def compute(self, config_id, config: dict, budget: float, working_directory: str,
                 context: Optional[dict] = None) -> dict:
         context = dict(context or {})
+        refusal = self._refusal(context, working_directory)
+        if refusal is not None:
+            logger.warning("job %s refused: %s", config_id, refusal["info"]["message"])
+            refusal["info"]["worker"] = self.name
+            return refusal
         job_name = self.settings.job or context.get("job") or DEFAULT_JOB
-        job = load_job(job_name)
+        job = self._job(job_name)
         job_context = JobContext(
             budget=float(budget),
             max_budget=float(context.get("max_budget", budget)),
@@ -66,7 +118,7 @@ class JobWorker(Worker):
             seed=int(context.get("seed", 0)),
             device=self.settings.device,
             data_root=self.settings.data_root,
-            working_directory=self.settings.work_dir or working_directory,
+            working_directory=str(Path(working_directory).resolve()),
             options=dict(self.settings.options),
         )
         logger.info("job %s: %s at budget %g", tuple(config_id), job_name, budget)
@@ -81,12 +133,45 @@ class JobWorker(Worker):
         logger.info("job %s done: loss %s", tuple(config_id), result.get("loss"))
         return result
 
+    @Pyro4.expose
+    @Pyro4.oneway
+    def start_computation(self, callback, id, *args, ticket: Optional[str] = None, **kwargs) -> None:
+        """Run one job (hpbandster's protocol), then deliver its result with the dispatch's ticket."""
+        with self.thread_cond:
+            while self.busy:
+                self.thread_cond.wait()
+            self.busy = True
+        try:
+            result = {"result": self.compute(*args, config_id=id, **kwargs), "exception": None}
+        except Exception:
+            result = {"result": None, "exception": traceback.format_exc()}
+        with self.thread_cond:
+            self.busy = False
+            self._deliver(callback, id, result, ticket)
+            self.thread_cond.notify()
+
+    def _deliver(self, callback, job_id, result: dict, ticket: Optional[str]) -> None:
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            try:
+                callback.register_result(job_id, result, ticket)
+                return
+            except (Pyro4.errors.PyroError, OSError) as exc:
+                logger.warning("job %s: could not deliver its result (attempt %d/%d): %s", job_id, attempt,
+                               DELIVERY_ATTEMPTS, exc)
+                if attempt < DELIVERY_ATTEMPTS:
+                    time.sleep(DELIVERY_INTERVAL)
+                    callback._pyroRelease()
+        logger.error("job %s: result lost, the dispatcher could not be reached", job_id)
+
 
 def run_worker(settings: WorkerSettings) -> None:
     """Wait for the nameserver, register, and serve jobs until the master shuts this worker down."""
-    hpo.pyro.install()
+    configure(settings.transport)
+    if settings.job and settings.job not in registered_jobs():
+        load_job(settings.job)  # a --job that cannot be imported is the user's error, found now
     wait_for_nameserver(settings.nameserver_host, settings.nameserver_port, settings.nameserver_timeout)
     host = settings.host or local_address_towards(settings.nameserver_host, settings.nameserver_port)
+    check_listen_address(host, settings.transport)
     worker = JobWorker(settings, host=host)
     _shut_down_on_signals(worker)
     logger.info("worker %s for run %s serving on %s (nameserver %s:%d)", worker.name, settings.run_id, host,
