@@ -131,6 +131,7 @@ def test_distributed_worker_before_nameserver_late_worker_and_min_workers(tmp_pa
     address = f"127.0.0.1:{port}"
     results = tmp_path / "dist"
     early = start("worker", "--run-id", "dist", "--nameserver", address, "--connect-timeout", "60",
+                  "--work-dir", str(tmp_path),
                   log=tmp_path / "early.log")
     time.sleep(3)
     nameserver = start("nameserver", "--host", "127.0.0.1", "--port", str(port), log=tmp_path / "ns.log")
@@ -142,7 +143,8 @@ def test_distributed_worker_before_nameserver_late_worker_and_min_workers(tmp_pa
         time.sleep(6)
         assert master.poll() is None
         assert not (results / "results.json").exists() or not (results / "results.json").read_text()
-        late = start("worker", "--run-id", "dist", "--nameserver", address, log=tmp_path / "late.log")
+        late = start("worker", "--run-id", "dist", "--nameserver", address, "--work-dir", str(tmp_path),
+                     log=tmp_path / "late.log")
         assert master.wait(timeout=120) == 0, (tmp_path / "master.log").read_text()[-3000:]
         assert early.wait(timeout=30) == 0 and late.wait(timeout=30) == 0
         assert "waiting for the nameserver" in (tmp_path / "early.log").read_text()
@@ -300,7 +302,8 @@ def test_sigterm_during_a_job_exits_cleanly(tmp_path):
     port = free_port()
     address = f"127.0.0.1:{port}"
     nameserver = start("nameserver", "--host", "127.0.0.1", "--port", str(port), log=tmp_path / "ns.log")
-    worker = start("worker", "--run-id", "busy", "--nameserver", address, log=tmp_path / "w.log")
+    worker = start("worker", "--run-id", "busy", "--nameserver", address, "--work-dir", str(tmp_path),
+                   log=tmp_path / "w.log")
     master = start("master", str(space), "--run-id", "busy", "--nameserver", address, "--results",
                    str(tmp_path / "run"), "--no-progress", "--ping-interval", "1", log=tmp_path / "m.log")
     try:
