@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Callable, Optional, TextIO
 
-from hpo.optimizers import ProgressCounts
+from hpo.master_loop import ProgressCounts
 
 logger = logging.getLogger("hpo.progress")
 

@@ -46,6 +46,9 @@ MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 THREADPOOL_SIZE = 64
 #: Seconds a new connection has to complete its TLS handshake.
 HANDSHAKE_TIMEOUT = 10.0
+#: Seconds a call to another hpo process may take before it counts as failed (none takes long:
+#: jobs are started with one-way calls).
+CALL_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,19 @@ class _HandshakeInPoolThread(ssl.SSLSocket):
     def sendall(self, *args, **kwargs):
         self._finish_handshake()
         return super().sendall(*args, **kwargs)
+
+
+def proxy(uri: str, timeout: float = CALL_TIMEOUT) -> Pyro4.Proxy:
+    """A Pyro4 proxy whose calls give up after ``timeout`` seconds instead of waiting forever."""
+    made = Pyro4.Proxy(uri)
+    made._pyroTimeout = timeout
+    return made
+
+
+def nameserver_proxy(host: str, port: int, timeout: float = CALL_TIMEOUT) -> Pyro4.Proxy:
+    """A proxy for the nameserver at ``host:port`` (no broadcast look-up, bounded calls)."""
+    address = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return proxy(f"PYRO:Pyro.NameServer@{address}:{port}", timeout)
 
 
 def is_loopback(host: str) -> bool:

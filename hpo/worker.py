@@ -32,7 +32,7 @@ from hpbandster.core.worker import Worker
 
 from hpo.jobs import DEFAULT_JOB, JobContext, failure, load_job, registered_jobs
 from hpo.network import local_address_towards, wait_for_nameserver
-from hpo.transport import Transport, check_listen_address, configure
+from hpo.transport import CALL_TIMEOUT, Transport, check_listen_address, configure
 
 logger = logging.getLogger("hpo.worker")
 
@@ -151,6 +151,7 @@ class JobWorker(Worker):
             self.thread_cond.notify()
 
     def _deliver(self, callback, job_id, result: dict, ticket: Optional[str]) -> None:
+        callback._pyroTimeout = CALL_TIMEOUT
         for attempt in range(1, DELIVERY_ATTEMPTS + 1):
             try:
                 callback.register_result(job_id, result, ticket)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from hpo.optimizers import ProgressCounts
+from hpo.master_loop import ProgressCounts
 from hpo.progress import Progress
 
 

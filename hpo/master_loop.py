@@ -1,0 +1,162 @@
+"""The master's loop: hpbandster's ``Master.run`` and job callback, mended for the service.
+
+:class:`ServiceMaster` is a mixin for an hpbandster optimizer (BOHB, HyperBand, RandomSearch).
+What changes, and why:
+
+* hpbandster's ``run`` takes the master's lock outside a ``with`` block and waits on it without a
+  time limit: when a dispatcher thread died, or the process was asked to stop, it waited forever.
+  Here the loop holds the lock in a ``with`` block and wakes every second to check that the
+  dispatcher is alive and whether the run must stop (:class:`RunStopped` says why);
+* jobs carry a **context** (the run's budgets, job name and seed) besides config and budget, so a
+  worker learns the max budget its learning-rate schedule depends on;
+* a **failed job** (loss ``None``, non-numeric or non-finite) counts as a loss of +inf, as
+  hpbandster does for crashed jobs, and the results log writes it as ``null``;
+* **fail fast**: when the first results of a run all failed and :data:`FAIL_FAST_AFTER` of them for
+  the same setup reason (the configuration, the job, the data, the weights, the images: the
+  user's input, not the training), the run stops with that reason instead of failing every job;
+* jobs whose worker died run again (:mod:`hpo.dispatcher`); each lost attempt goes to
+  ``attempt_logger`` and the final result's ``info`` says which attempt it came from;
+* the master reports **progress** (iteration, jobs finished/running/queued, best loss).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections import Counter
+from typing import Callable, Optional
+
+from hpbandster.core.result import Result
+
+from hpo.jobs import is_failure
+
+#: Failure reasons that mean the user's input is wrong rather than the training (diverged, oom).
+SETUP_REASONS = ("config", "job", "data", "weights", "images")
+#: Results failed for one setup reason, with none succeeded, after which a run stops.
+FAIL_FAST_AFTER = 3
+
+
+class RunStopped(Exception):
+    """The run cannot go on; the message is one line saying why."""
+
+
+class ProgressCounts:
+    """Thread-safe counters the progress display reads."""
+
+    def __init__(self, total_jobs: int, iterations: int) -> None:
+        self.total_jobs = total_jobs
+        self.iterations = iterations
+        self.finished = 0
+        self.failed = 0
+        self.best_loss: Optional[float] = None
+        self.lock = threading.Lock()
+
+
+class ServiceMaster:
+    """Mixin for an hpbandster ``Master`` subclass; call :meth:`_setup_service` after its ``__init__``."""
+
+    stop_reason: Optional[str] = None
+    attempt_logger: Optional[Callable] = None
+
+    def _setup_service(self, job_context: dict, n_iterations: int, max_retries: int,
+                       attempt_logger: Optional[Callable] = None) -> None:
+        self.job_context = dict(job_context)
+        total = sum(sum(self.get_next_iteration(i, {}).num_configs) for i in range(n_iterations))
+        self.progress = ProgressCounts(total_jobs=total, iterations=n_iterations)
+        self.setup_failures: Counter = Counter()
+        self.dispatcher.max_retries = max_retries
+        self.dispatcher.attempt_callback = attempt_logger
+
+    # --- jobs in, results out -----------------------------------------------------------------
+
+    def _submit_job(self, config_id, config, budget) -> None:
+        with self.thread_cond:
+            self.dispatcher.submit_job(config_id, config=config, budget=budget,
+                                       working_directory=self.working_directory, context=self.job_context)
+            self.num_running_jobs += 1
+
+    def job_callback(self, job) -> None:
+        failed = is_failure(job.result)
+        info = job.result.get("info") if isinstance(job.result, dict) else None
+        if isinstance(info, dict):
+            info["attempt"] = getattr(job, "attempt", 1)
+            if getattr(job, "lost_attempts", None):
+                info["lost_attempts"] = job.lost_attempts
+        if failed and job.result is not None:
+            job.result["loss"] = math.inf
+        with self.progress.lock:
+            self.progress.finished += 1
+            if failed:
+                self.progress.failed += 1
+            elif self.progress.best_loss is None or job.result["loss"] < self.progress.best_loss:
+                self.progress.best_loss = job.result["loss"]
+            self._note_for_fail_fast(failed, info if isinstance(info, dict) else {})
+        super().job_callback(job)
+
+    def _note_for_fail_fast(self, failed: bool, info: dict) -> None:
+        if not failed:
+            self.setup_failures = None  # something worked: the setup is fine
+            return
+        if self.setup_failures is None or info.get("reason") not in SETUP_REASONS:
+            return
+        reason = info["reason"]
+        self.setup_failures[reason] += 1
+        if self.setup_failures[reason] >= FAIL_FAST_AFTER and self.stop_reason is None:
+            self.stop_reason = (f"stopped: the first {self.progress.finished} jobs failed, "
+                                f"{self.setup_failures[reason]} of them with reason '{reason}': "
+                                f"{info.get('message', 'no message')}")
+
+    def queue_snapshot(self) -> tuple[int, int]:
+        """(running, queued) jobs right now."""
+        return len(self.dispatcher.running_jobs), self.dispatcher.waiting_jobs.qsize()
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        """Raise :class:`RunStopped` when the run must stop."""
+        if self.stop_reason is not None:
+            raise RunStopped(self.stop_reason)
+        if not self.dispatcher_thread.is_alive() or not self.dispatcher.threads_alive():
+            raise RunStopped("internal error: the dispatcher stopped (see the log above)")
+
+    def wait_for_workers(self, min_n_workers: int = 1) -> None:
+        with self.thread_cond:
+            while self.dispatcher.number_of_workers() < min_n_workers:
+                self._check_running()
+                self.thread_cond.wait(1.0)
+                self.dispatcher.trigger_discover_worker()
+
+    def run(self, n_iterations: int = 1, min_n_workers: int = 1, iteration_kwargs: Optional[dict] = None):
+        """hpbandster's loop (schedule the next run of the first active iteration, start a new
+        iteration when none has one, wait for results), with the lock in a ``with`` block and a
+        look every second at whether the run can go on."""
+        self.wait_for_workers(min_n_workers)
+        iteration_kwargs = {**(iteration_kwargs or {}), "result_logger": self.result_logger}
+        if self.time_ref is None:
+            self.time_ref = time.time()
+            self.config["time_ref"] = self.time_ref
+        with self.thread_cond:
+            while True:
+                self._check_running()
+                if self.num_running_jobs >= self.job_queue_sizes[1]:
+                    while self.num_running_jobs > self.job_queue_sizes[0]:
+                        self.thread_cond.wait(1.0)
+                        self._check_running()
+                next_run = None
+                for i in self.active_iterations():
+                    next_run = self.iterations[i].get_next_run()
+                    if next_run is not None:
+                        break
+                if next_run is not None:
+                    self._submit_job(*next_run)
+                    continue
+                if n_iterations > 0:
+                    self.iterations.append(self.get_next_iteration(len(self.iterations), iteration_kwargs))
+                    n_iterations -= 1
+                    continue
+                if not self.active_iterations():
+                    break
+                self.thread_cond.wait(1.0)
+        return Result([copy.deepcopy(i.data) for i in self.iterations], self.config)
