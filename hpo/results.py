@@ -1,58 +1,313 @@
 """The results log of a run: hpbandster's ``configs.json``/``results.json`` line format, plus ``run.json``.
 
-Lines are appended and the file closed (so flushed) as each configuration and result arrives,
-so ``hpbandster.core.result.logged_results_to_HBS_result(dir)`` and ``hpo-report`` can read a
-run while it goes. Values are JSON-native only: a non-finite loss is written as ``null``.
+The log is durable: a configuration or a result counts only once its line is written and
+``fsync``-ed (and the directory too when a file is new), so a crash or a power cut loses at most
+the line being written. That line may then be torn (cut short, or ending in zeros):
+:func:`repair_torn_line` cuts it away before a run is resumed. ``run.json`` is replaced
+atomically (a temporary file in the same directory, fsync, rename, fsync of the directory), so a
+reader sees the old metadata or the new, never half a file.
+
+Lines are appended as each configuration and result arrives, so
+``hpbandster.core.result.logged_results_to_HBS_result(dir)`` and ``hpo-report`` can read a run
+while it goes. Values are JSON-native only: a non-finite loss is written as ``null``. Files are
+created with mode ``0666`` less the user's umask (``0644`` under the usual ``022``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
-import tempfile
+import secrets
+import threading
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from hpbandster.core.result import json_result_logger
 
 from hpo.errors import UserError
 from hpo.values import to_json_safe
 
-LOG_FILES = ("configs.json", "results.json")
+CONFIGS_FILE = "configs.json"
+RESULTS_FILE = "results.json"
+LOG_FILES = (CONFIGS_FILE, RESULTS_FILE)
 RUN_FILE = "run.json"
 VERSIONED_PACKAGES = ("hpo", "hpbandster", "ConfigSpace", "Pyro4", "numpy", "pandas", "torch", "torchvision")
 
+_CHUNK = 1 << 20
+
 
 class ResultsLog(json_result_logger):
-    """hpbandster's JSON result logger, writing only JSON-native values."""
+    """hpbandster's JSON result logger (same files, same lines), durable and JSON-native.
 
-    def __init__(self, directory: str | os.PathLike) -> None:
-        check_free(directory)
-        super().__init__(str(directory), overwrite=False)
+    ``resume=False`` (a new run): the directory must not hold a run (:func:`check_free`); it is
+    created if needed. ``resume=True``: the directory's existing log is continued: a torn last
+    line of either file is cut (the warnings are in :attr:`repairs`) and the configurations
+    already logged are not logged again.
+    """
+
+    def __init__(self, directory: str | os.PathLike, resume: bool = False) -> None:
+        # json_result_logger.__init__ is not called: it truncates or refuses existing files and
+        # syncs nothing. The attributes it would set are set here.
         self.directory = Path(directory)
+        self.config_fn = str(self.directory / CONFIGS_FILE)
+        self.results_fn = str(self.directory / RESULTS_FILE)
+        self.config_ids: set = set()
+        self.repairs: list[str] = []
+        self._lock = threading.Lock()
+        if resume:
+            if not self.directory.is_dir():
+                raise UserError(f"{directory}: no such results directory to resume")
+            for path in (self.config_fn, self.results_fn):
+                warning = repair_torn_line(path)
+                if warning:
+                    self.repairs.append(warning)
+            self.config_ids = {tuple(line[0]) for line in read_log_lines(self.config_fn)}
+        else:
+            check_free(directory)
+        for path in (self.config_fn, self.results_fn):
+            _create_file(path)
 
     def new_config(self, config_id, config, config_info) -> None:
-        super().new_config(config_id, to_json_safe(config), to_json_safe(config_info))
+        with self._lock:
+            if config_id in self.config_ids:
+                return
+            _append_line(self.config_fn, [config_id, config, config_info])
+            self.config_ids.add(config_id)
 
     def __call__(self, job) -> None:
-        if job.id not in self.config_ids:
-            self.new_config(job.id, job.kwargs["config"], {})
-        line = [job.id, job.kwargs["budget"], job.timestamps, job.result, job.exception]
-        with open(self.results_fn, "a") as fh:
-            fh.write(json.dumps(to_json_safe(line), allow_nan=False) + "\n")
+        with self._lock:
+            if job.id not in self.config_ids:
+                _append_line(self.config_fn, [job.id, job.kwargs["config"], {}])
+                self.config_ids.add(job.id)
+            _append_line(self.results_fn, [job.id, job.kwargs["budget"], job.timestamps, job.result, job.exception])
+
+
+# --- durable files --------------------------------------------------------------------------------
+
+
+def fsync_directory(directory: str | os.PathLike) -> None:
+    """Make a directory's entries (a new or renamed file) durable. A no-op where the file system
+    cannot sync a directory."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _create_file(path: str | os.PathLike) -> bool:
+    """Create ``path`` empty (mode 0666 less the umask) unless it exists; True when it was made.
+    A new file's directory entry is synced."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_directory(Path(path).parent)
+    return True
+
+
+def _append_line(path: str | os.PathLike, value: Any) -> None:
+    """Append ``value`` as one JSON line, in one write where the OS allows, and fsync it."""
+    data = (json.dumps(to_json_safe(value), allow_nan=False) + "\n").encode()
+    created = not os.path.exists(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_directory(Path(path).parent)
+
+
+def _make_directory(path: Path) -> None:
+    """``mkdir -p`` that syncs the parent of every directory it creates."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            if not directory.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory)) from None
+            continue
+        fsync_directory(directory.parent)
+
+
+# --- the log's lines ------------------------------------------------------------------------------
+
+
+def _valid_line(text: bytes) -> bool:
+    try:
+        return isinstance(json.loads(text), list)
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def _last_line_start(fh, end: int) -> int:
+    """Offset where the line ending at ``end`` (exclusive of a newline at ``end``) starts."""
+    position = end
+    while position > 0:
+        step = min(_CHUNK, position)
+        fh.seek(position - step)
+        chunk = fh.read(step)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            return position - step + cut + 1
+        position -= step
+    return 0
+
+
+def _count_newlines(fh, end: int) -> int:
+    fh.seek(0)
+    count, left = 0, end
+    while left > 0:
+        chunk = fh.read(min(_CHUNK, left))
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        left -= len(chunk)
+    return count
+
+
+def repair_torn_line(path: str | os.PathLike) -> Optional[str]:
+    """Cut a torn last line off a log file (``configs.json`` or ``results.json``).
+
+    A line is torn when the write that made it was interrupted: it has no line end, or it is
+    not a JSON list (zeros left by a crash, half a value). Only the last line can be torn (lines
+    are appended one at a time and synced); every complete line is kept. The file is truncated
+    after its last good line and synced.
+
+    Returns a one-line warning naming the file, the line number and what was cut, or None when
+    the file is missing, empty or whole.
+    """
+    try:
+        fh = open(path, "r+b")
+    except FileNotFoundError:
+        return None
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return None
+        fh.seek(size - 1)
+        ends_with_newline = fh.read(1) == b"\n"
+        end = size - 1 if ends_with_newline else size
+        start = _last_line_start(fh, end)
+        fh.seek(start)
+        last = fh.read(end - start)
+        if ends_with_newline and _valid_line(last):
+            return None
+        line_number = _count_newlines(fh, start) + 1
+        os.ftruncate(fh.fileno(), start)
+        os.fsync(fh.fileno())
+    why = "not a JSON list" if ends_with_newline else "no line end"
+    return (f"{path}: line {line_number}: cut a torn last line ({len(last)} bytes, {why}) left by an "
+            f"interrupted write; {line_number - 1} complete line(s) kept")
+
+
+def read_log_lines(path: str | os.PathLike) -> list[list]:
+    """Every line of a log file, parsed (each a JSON list); ``[]`` when the file is missing.
+
+    Nothing is skipped: a line that is not a JSON list (a torn last line included: cut it with
+    :func:`repair_torn_line` first) raises a :class:`UserError` naming the file and line.
+    """
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return []
+    lines = []
+    with fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.endswith(b"\n"):
+                raise UserError(f"{path}: line {number}: torn last line (no line end); it is cut when the run "
+                                f"is resumed")
+            try:
+                value = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise UserError(f"{path}: line {number}: not valid JSON ({_first_line(exc)})") from None
+            if not isinstance(value, list):
+                raise UserError(f"{path}: line {number}: expected a JSON list, got {type(value).__name__}")
+            lines.append(value)
+    return lines
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --- the results directory ------------------------------------------------------------------------
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def check_free(directory: str | os.PathLike) -> None:
-    """Refuse a results directory that already holds a run: nothing recorded is ever overwritten."""
-    for name in LOG_FILES:
-        path = Path(directory) / name
-        if path.exists() and path.stat().st_size > 0:
-            raise UserError(f"{directory}: already holds a run ({name}); pick another --results directory")
-    if Path(directory).exists() and not Path(directory).is_dir():
-        raise UserError(f"{directory}: exists and is not a directory")
+    """Make sure ``directory`` can take a new run, creating it if needed.
+
+    Refused, with a one-line :class:`UserError` naming the directory: a directory that already
+    holds a run (a ``run.json``, even alone, or a non-empty log file): nothing recorded is ever
+    overwritten; a path that is, or lies under, something that is not a directory; a directory
+    that cannot be created or written.
+    """
+    path = Path(directory)
+    if path.is_dir():
+        held = [name for name in LOG_FILES if _nonempty(path / name)]
+        run_file = path / RUN_FILE
+        if run_file.exists() or run_file.is_symlink():
+            status = read_run_metadata(directory).get("status") or "unknown"
+            raise UserError(
+                f"{directory}: already holds a run ({', '.join([RUN_FILE, *held])}; status {status}); "
+                f"continue it with --resume {directory}, or pick another --results directory"
+            )
+        if held:
+            raise UserError(
+                f"{directory}: already holds a run ({', '.join(held)}); continue it with --resume {directory}, "
+                f"or pick another --results directory"
+            )
+    elif path.exists() or path.is_symlink():
+        raise UserError(f"{directory}: exists and is not a directory; pick another --results directory")
+    else:
+        ancestor = path.parent
+        while not (ancestor.exists() or ancestor.is_symlink()) and ancestor.parent != ancestor:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise UserError(f"{directory}: cannot create the results directory: {ancestor} is not a directory")
+        try:
+            _make_directory(path)
+        except OSError as exc:
+            raise UserError(f"{directory}: cannot create the results directory ({exc.strerror or exc})") from None
+    probe = path / f".hpo-write-test-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"{directory}: results directory not writable ({exc.strerror or exc})") from None
 
 
 def package_versions() -> dict[str, str]:
@@ -71,17 +326,56 @@ def utc_now() -> str:
 
 
 def write_run_metadata(directory: str | os.PathLike, metadata: Mapping[str, Any]) -> Path:
-    """Write ``run.json`` atomically (a reader never sees half a file)."""
+    """Replace ``run.json`` atomically and durably: a reader sees the old file or the new one,
+    never half a file, and after a crash one of them is there.
+
+    The new content goes to a temporary file in the same directory (mode 0666 less the umask),
+    which is synced, renamed over ``run.json``, and the directory synced.
+    """
     path = Path(directory) / RUN_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".run.", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(to_json_safe(dict(metadata)), fh, indent=2, allow_nan=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+    _make_directory(path.parent)
+    data = (json.dumps(to_json_safe(dict(metadata)), indent=2, allow_nan=False) + "\n").encode()
+    tmp = path.parent / f".{RUN_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_directory(path.parent)
     return path
 
 
-def read_run_metadata(directory: str | os.PathLike) -> dict:
+def update_run_metadata(directory: str | os.PathLike, **changes: Any) -> dict:
+    """Read ``run.json``, apply ``changes`` (e.g. ``status="finished", finished_at=utc_now()``) and
+    write it back atomically; returns the new metadata."""
+    metadata = {**read_run_metadata(directory, strict=True), **changes}
+    write_run_metadata(directory, metadata)
+    return metadata
+
+
+def read_run_metadata(directory: str | os.PathLike, strict: bool = False) -> dict:
+    """``run.json`` as a dict; ``{}`` when it is missing. One that cannot be read or is not a
+    JSON object gives ``{}`` too, or with ``strict`` a :class:`UserError` naming it."""
     path = Path(directory) / RUN_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        if not strict:
+            return {}
+        raise UserError(f"{path}: cannot read ({_first_line(exc)})") from None
+    if not isinstance(value, dict):
+        if strict:
+            raise UserError(f"{path}: expected a JSON object, got {type(value).__name__}")
+        return {}
+    return value
