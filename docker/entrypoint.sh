@@ -1,15 +1,23 @@
 #!/bin/sh
 # Entry point of the hpo images: turns HPO_* environment variables into `hpo` command lines,
 # so that compose files stay declarative and unset settings fall back to the search space's
-# own defaults (an empty variable adds no flag). Every role ends in `exec`, so the hpo process
-# receives the container's SIGTERM directly (under `init: true`, from docker-init).
+# own defaults (an empty variable adds no flag). Every long-running role ends in `exec`, so the
+# hpo process receives the container's SIGTERM directly (under `init: true`, from docker-init).
 #
 #   hpo-entrypoint head        nameserver (in the background) + master; exits with the master
 #   hpo-entrypoint nameserver  hpo nameserver
 #   hpo-entrypoint master      hpo master (needs a nameserver at HPO_NAMESERVER)
-#   hpo-entrypoint worker      hpo worker (claims a free GPU when several are visible)
+#   hpo-entrypoint worker      hpo worker (claims a free GPU when several are visible); it runs
+#                              only the job of HPO_SPACE, in working directories under the
+#                              results root
+#   hpo-entrypoint certs       as root, once: a CA and a certificate in HPO_TLS_DIR (default /tls)
+#                              unless it already has them (hpo certs --if-missing), then hands
+#                              the directory to HPO_UID:HPO_GID (mode 0700). Extra arguments go to
+#                              `hpo certs` (default: --host master, plus --host HPO_HOST if set)
 #   hpo-entrypoint -h | --...  hpo with these arguments;  anything else is executed as given
 # Extra arguments after the role are passed on to hpo.
+# Transport security: every hpo process reads HPO_TLS_DIR itself (mutual TLS with the CA,
+# certificate and key there), so no role adds a flag for it.
 set -eu
 
 role="${1:-}"
@@ -90,8 +98,26 @@ case "$role" in
         [ -z "$device" ] || set -- "$@" --device "$device"
         [ -z "${HPO_DATA_ROOT:-}" ] || set -- "$@" --data-root "$HPO_DATA_ROOT"
         [ -z "${HPO_LOADER_WORKERS:-}" ] || set -- "$@" --loader-workers "$HPO_LOADER_WORKERS"
+        # the only job this worker runs (the one its own copy of the space names), and the root
+        # that the master's working directories (under its results directory) must lie in
+        set -- "$@" --space "$space" --work-dir "$results_root"
         log "hpo worker $*"
         exec hpo worker "$@"
+        ;;
+    certs)
+        tls_dir="${HPO_TLS_DIR:-/tls}"
+        if [ $# -eq 0 ]; then
+            set -- --host master
+            [ -z "${HPO_HOST:-}" ] || set -- "$@" --host "$HPO_HOST"
+        fi
+        hpo certs "$tls_dir" --if-missing "$@"
+        if [ "$(id -u)" = 0 ]; then
+            # every time, also when the certificates were already there: HPO_UID may have changed
+            owner="${HPO_UID:-1000}:${HPO_GID:-1000}"
+            chown -R "$owner" "$tls_dir"
+            chmod 700 "$tls_dir"
+            log "$tls_dir: owned by $owner, mode 0700"
+        fi
         ;;
     "")
         exec hpo --help

@@ -7,13 +7,25 @@
 # 2. Builds local stand-ins for the registry base images (tests/docker/build_base_images.sh;
 #    cached: images in the engine, tarball and wheelhouse under $HPO_CI_CACHE).
 # 3. Builds the master and worker images from docker/Dockerfile with docker compose.
-# 4. Run "clean": master (+ nameserver) and 2 workers on the quickstart space; the master must
-#    exit 0 and results.json must hold every planned job with a finite loss; hpo-report reads it.
-# 5. Run "kill": the same with one worker container killed mid-run; the run must still finish
-#    (the killed worker's job may be logged as crashed) and the master exit 0.
-# 6. Run "stop": `docker compose stop` mid-run; every container must end on SIGTERM (not be
-#    killed after the grace period).
-# Containers use host networking on 127.0.0.1 only (tests/docker/docker-compose.smoke.yml).
+# 4. Run "clean" (docker-compose.yml + docker-compose.cpu.yml): the one-shot `certs` service
+#    makes the certificates into the volume `tls`, then master (+ nameserver) and 2 workers on
+#    the quickstart space, all over mutual TLS. While it runs, the TLS is checked for real
+#    (tests/docker/check_tls.py, in the master image): the master logs a nameserver with
+#    "mutual TLS"; a client with the deployment's certificate is answered, a plain client and
+#    one with another CA's certificate are refused; /tls is 0700 and the services' user's. The
+#    master must exit 0 and results.json hold every planned job with a finite loss; hpo-report
+#    (in the master image) reads it.
+# 5. Run "kill", the several-machines recipe on one machine (+ docker-compose.distributed.yml):
+#    `run --rm certs` makes the certificates into a host directory (HPO_TLS_HOST_DIR), `up
+#    master`, then `up --no-deps --scale worker=2 worker`, as on separate machines; the same TLS
+#    checks; one worker container is killed mid-run; the run must still finish (the killed
+#    worker's job may be logged as crashed) and the master exit 0.
+# 6. Run "stop": back on the volume of run "clean" (its certificates are reused, not remade);
+#    `docker compose stop` mid-run; every container must end on SIGTERM (not be killed after
+#    the grace period).
+# Containers use host networking on 127.0.0.1 only (tests/docker/docker-compose.smoke.yml); the
+# certs container has no network. The host needs only python3's standard library (for
+# check_results.py; HPO_PYTHON picks another interpreter): what needs hpo runs in the images.
 # Everything is brought down on exit, also on failure; a dockerd this script started is stopped
 # again unless HPO_SMOKE_KEEP_DOCKERD=1. Images are kept as a cache for the next run.
 set -euo pipefail
@@ -32,13 +44,10 @@ started_at=$(date +%s)
 
 log() { echo "[smoke_test] $(date +%T) $*" >&2; }
 
-if [ -n "${HPO_PYTHON:-}" ]; then
-    PYTHON="$HPO_PYTHON"
-elif [ -x "$ROOT/.venv/bin/python" ]; then
-    PYTHON="$ROOT/.venv/bin/python"
-else
-    PYTHON=python3
-fi
+# check_results.py needs only the standard library; hpo-report and the TLS checks run in the
+# master image, which has hpo and its dependencies (the host Python need not).
+PYTHON="${HPO_PYTHON:-python3}"
+MASTER_IMAGE=hpo-smoke-master:latest   # as named in docker-compose.smoke.yml
 
 # --- engine and base images ----------------------------------------------------------------
 engine_was_running=0
@@ -53,16 +62,24 @@ export HPO_MIN_WORKERS=2 HPO_LOADER_WORKERS=0 HPO_WORKER_THREADS=1
 export HPO_UID=1000 HPO_GID=1000                  # not root: exercises the volume permissions
 export HPO_NS_PORT
 HPO_NS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# what docker-compose.distributed.yml requires; the smoke override pins the same loopback values
+export HPO_HOST=127.0.0.1 HPO_NAMESERVER="127.0.0.1:$HPO_NS_PORT"
 export HPO_RESULTS_DIR
 HPO_RESULTS_DIR="$(mktemp -d /tmp/hpo-smoke-results.XXXXXX)"
 chmod 0777 "$HPO_RESULTS_DIR"
 LOG_DIR="$HPO_RESULTS_DIR/logs"
 mkdir -p "$LOG_DIR"
+# run "kill": the certificates of the several-machines recipe, in a host directory ("./tls")
+export HPO_TLS_HOST_DIR
+HPO_TLS_HOST_DIR="$(mktemp -d /tmp/hpo-smoke-tls.XXXXXX)"
+
+SINGLE_HOST=(-f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.cpu.yml" -f "$HERE/docker-compose.smoke.yml")
+SEVERAL_HOSTS=(-f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.cpu.yml"
+               -f "$ROOT/docker-compose.distributed.yml" -f "$HERE/docker-compose.smoke.yml")
+COMPOSE_FILES=("${SINGLE_HOST[@]}")
 
 compose() {
-    docker compose -p "$PROJECT" --project-directory "$ROOT" \
-        -f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.cpu.yml" \
-        -f "$HERE/docker-compose.smoke.yml" "$@"
+    docker compose -p "$PROJECT" --project-directory "$ROOT" "${COMPOSE_FILES[@]}" "$@"
 }
 
 cleanup() {
@@ -73,7 +90,9 @@ cleanup() {
         compose logs --no-color --tail 40 >&2 2>&1
         log "logs and results kept in $HPO_RESULTS_DIR"
     fi
+    COMPOSE_FILES=("${SINGLE_HOST[@]}")          # the file set that declares the volume `tls`
     compose down -v --remove-orphans --timeout 20 >/dev/null 2>&1
+    rm -rf "$HPO_TLS_HOST_DIR"
     [ "$status" -ne 0 ] || rm -rf "$HPO_RESULTS_DIR"
     if [ "$engine_was_running" = 0 ] && [ "${HPO_SMOKE_KEEP_DOCKERD:-0}" != 1 ] \
         && [ -f "$CACHE_DIR/dockerd.pid" ]; then
@@ -123,9 +142,52 @@ check_run() {
     jobs="$(planned_jobs)"
     [ -n "$jobs" ] || { log "run $1: the master did not log its job count"; return 1; }
     "$PYTHON" "$HERE/check_results.py" "$HPO_RESULTS_DIR/$1" --jobs "$jobs" --max-crashed "$2"
-    "$PYTHON" -m hpo.report "$HPO_RESULTS_DIR/$1" --top 3 >"$LOG_DIR/$1.report.txt"
+    timeout 300 docker run --rm --network none --user "$HPO_UID:$HPO_GID" \
+        -v "$HPO_RESULTS_DIR/$1:/workspace/results/$1:ro" \
+        "$MASTER_IMAGE" hpo-report "/workspace/results/$1" --top 3 >"$LOG_DIR/$1.report.txt"
     log "run $1: hpo-report read it:"
     head -20 "$LOG_DIR/$1.report.txt" >&2
+}
+
+# check_tls RUN_ID TLS_SOURCE: the run's nameserver speaks mutual TLS and nothing else.
+# TLS_SOURCE (the volume or host directory with the run's certificates) is mounted read-only
+# into a container of the master image on the host network; it talks to 127.0.0.1 only.
+check_tls() {
+    local logs
+    logs="$(compose logs --no-color master 2>&1)"
+    case "$logs" in
+        *"nameserver listening on 127.0.0.1:$HPO_NS_PORT (mutual TLS)"*)
+            log "run $1: the master's log says: nameserver listening on 127.0.0.1:$HPO_NS_PORT (mutual TLS)" ;;
+        *)  log "run $1: the master did not log a nameserver with mutual TLS on 127.0.0.1:$HPO_NS_PORT"
+            return 1 ;;
+    esac
+    log "run $1: TLS checks against the nameserver on 127.0.0.1:$HPO_NS_PORT"
+    timeout 120 docker run --rm --network host --user "$HPO_UID:$HPO_GID" \
+        -v "$2:/tls:ro" -v "$HERE/check_tls.py:/opt/check_tls.py:ro" \
+        "$MASTER_IMAGE" python /opt/check_tls.py "127.0.0.1:$HPO_NS_PORT" --tls /tls --owner "$HPO_UID" >&2
+}
+
+# ca_fingerprint VOLUME_OR_DIR: the SHA-256 of the CA certificate there.
+ca_fingerprint() {
+    local line
+    line="$(timeout 120 docker run --rm --network none --user "$HPO_UID:$HPO_GID" -v "$1:/tls:ro" \
+        "$MASTER_IMAGE" sha256sum /tls/ca.pem)"
+    echo "${line%% *}"
+}
+
+# wait_healthy SERVICE: block (bounded) until the service's container is healthy.
+wait_healthy() {
+    local container state
+    for _ in $(seq 120); do
+        container="$(compose ps -q "$1" 2>/dev/null)" || container=""
+        state=""
+        [ -z "$container" ] \
+            || state="$(docker inspect -f '{{.State.Health.Status}}' "$container" 2>/dev/null)" || true
+        [ "$state" = healthy ] && return 0
+        sleep 1
+    done
+    log "$1 did not become healthy within 120s"
+    return 1
 }
 
 # --- run 1: nameserver + master + 2 workers ------------------------------------------------
@@ -133,6 +195,8 @@ export HPO_RUN_ID=smoke-clean
 log "run $HPO_RUN_ID: up (quickstart, 2 CPU workers, nameserver on 127.0.0.1:$HPO_NS_PORT)"
 compose up -d --no-build --scale worker=2 >"$LOG_DIR/up-$HPO_RUN_ID.log" 2>&1 \
     || { cat "$LOG_DIR/up-$HPO_RUN_ID.log" >&2; exit 1; }
+check_tls "$HPO_RUN_ID" "${PROJECT}_tls"      # up -d returned: certs done, master healthy
+first_ca="$(ca_fingerprint "${PROJECT}_tls")"
 wait_for_master "$HPO_RUN_ID"
 check_run "$HPO_RUN_ID" 0
 compose down --timeout 20 >/dev/null 2>&1
@@ -148,11 +212,20 @@ wait_for_results() {
     return 1
 }
 
-# --- run 2: one worker killed mid-run ------------------------------------------------------
+# --- run 2: the several-machines recipe, one worker killed mid-run -------------------------
 export HPO_RUN_ID=smoke-kill HPO_ITERATIONS=1
-log "run $HPO_RUN_ID: up, then docker kill one worker once jobs are flowing"
-compose up -d --no-build --scale worker=2 >"$LOG_DIR/up-$HPO_RUN_ID.log" 2>&1 \
+COMPOSE_FILES=("${SEVERAL_HOSTS[@]}")
+log "run $HPO_RUN_ID: docker-compose.distributed.yml: certs into $HPO_TLS_HOST_DIR, up master, then the workers"
+compose run --rm certs >"$LOG_DIR/certs-$HPO_RUN_ID.log" 2>&1 \
+    || { cat "$LOG_DIR/certs-$HPO_RUN_ID.log" >&2; exit 1; }
+[ -f "$HPO_TLS_HOST_DIR/ca.key" ] || { log "run $HPO_RUN_ID: certs made no CA key in $HPO_TLS_HOST_DIR"; exit 1; }
+compose up -d --no-build master >"$LOG_DIR/up-$HPO_RUN_ID.log" 2>&1 \
     || { cat "$LOG_DIR/up-$HPO_RUN_ID.log" >&2; exit 1; }
+wait_healthy master
+compose up -d --no-build --no-deps --scale worker=2 worker >>"$LOG_DIR/up-$HPO_RUN_ID.log" 2>&1 \
+    || { cat "$LOG_DIR/up-$HPO_RUN_ID.log" >&2; exit 1; }
+check_tls "$HPO_RUN_ID" "$HPO_TLS_HOST_DIR"
+log "run $HPO_RUN_ID: docker kill one worker once jobs are flowing"
 wait_for_results "$HPO_RUN_ID" 2
 workers="$(compose ps -q worker)"     # (no `| head`: SIGPIPE would fail the pipeline)
 victim="${workers%%$'\n'*}"
@@ -165,9 +238,16 @@ compose down --timeout 20 >/dev/null 2>&1
 
 # --- run 3: docker compose stop mid-run ends every process by SIGTERM, not SIGKILL ----------
 export HPO_RUN_ID=smoke-stop
-log "run $HPO_RUN_ID: up, then docker compose stop while jobs run"
+COMPOSE_FILES=("${SINGLE_HOST[@]}")
+log "run $HPO_RUN_ID: up (the certificates of run smoke-clean), then docker compose stop while jobs run"
 compose up -d --no-build --scale worker=2 >"$LOG_DIR/up-$HPO_RUN_ID.log" 2>&1 \
     || { cat "$LOG_DIR/up-$HPO_RUN_ID.log" >&2; exit 1; }
+if [ "$(ca_fingerprint "${PROJECT}_tls")" = "$first_ca" ]; then
+    log "run $HPO_RUN_ID: certs kept the volume's CA (sha256 ${first_ca:0:16}...)"
+else
+    log "run $HPO_RUN_ID: certs replaced the volume's CA of run smoke-clean"
+    exit 1
+fi
 wait_for_results "$HPO_RUN_ID" 1
 stop_started=$(date +%s)
 compose stop --timeout 60 >/dev/null 2>&1
