@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Mapping, Optional, Protocol, TypedDict
@@ -82,6 +84,38 @@ def registered_jobs() -> dict[str, str]:
     """Job name → ``module:callable``: the ``hpo.jobs`` entry points of the installed packages, and
     the jobs shipped with the project. Read once per process."""
     return {**BUILTIN_JOBS, **{ep.name: ep.value for ep in entry_points(group="hpo.jobs")}}
+
+
+_MODULE_CALLABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+
+
+def job_problem(name: str) -> Optional[str]:
+    """Why ``name`` names no job here (a short phrase), or None when it is a registered job or a
+    well-formed ``module:callable``. Nothing is imported."""
+    if name in registered_jobs():
+        return None
+    if ":" in name:
+        if _MODULE_CALLABLE.fullmatch(name):
+            return None
+        return "not a module:callable (a dotted module name, ':', a function name)"
+    known = ", ".join(sorted(registered_jobs()))
+    return f"no such job installed (installed: {known}; or give module:callable)"
+
+
+def job_not_found(name: str) -> Optional[str]:
+    """Like :func:`job_problem`, and for a ``module:callable`` also whether its module can be found
+    here (without running it; its parent packages are imported)."""
+    problem = job_problem(name)
+    if problem or name in registered_jobs():
+        return problem
+    module_name = name.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return f"module {module_name} not found here (install it, or put it on PYTHONPATH)"
+    return None
 
 
 def load_job(name: str) -> Callable[[Mapping[str, Any], JobContext], JobResult]:

@@ -7,9 +7,9 @@
 * ``mnist``, ``cifar10``: torchvision's, with their own test split.
 * ``caltech101``: torchvision's Caltech 101 (101 classes; torchvision already drops the
   ``BACKGROUND_Google`` category). No official test split.
-* ``folder``: an ImageFolder-style directory (one subfolder per class) named by ``data_dir``.
-  Files that cannot be read as images are skipped with a warning and counted (or fail the job
-  with ``strict_images``).
+* ``folder``: an ImageFolder-style directory (one subfolder per class, at least two classes)
+  named by ``data_dir``. Files that cannot be read as images are skipped with a warning and
+  counted (or fail the job with ``strict_images``).
 
 Data live under the data root: ``context.data_root``, else ``$HPO_DATA_ROOT``, else
 ``~/.cache/hpo/data``. A download happens once per data root: workers take an exclusive file
@@ -178,6 +178,11 @@ def load_folder(directory: Optional[str], strict_images: bool = False) -> ImageD
     if key not in _folder_scans:
         _folder_scans[key] = _scan_folder(path)
     folder, unreadable = _folder_scans[key]
+    if len(folder.classes) < 2:
+        raise DataUnavailable(
+            f"data_dir {str(path)!r}: one class ({folder.classes[0]!r}); a classifier needs at least 2 "
+            f"subfolders of images, one per class (a single class trains to loss 0 and means nothing)"
+        )
     if unreadable:
         if strict_images:
             raise CorruptImage(
