@@ -38,9 +38,11 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def _terminate_as_interrupt() -> None:
-    """SIGTERM (docker stop, kill) ends a command like Ctrl-C: cleanly."""
+    """SIGTERM (docker stop, kill) ends a command like Ctrl-C: cleanly. SIGINT's handler is set
+    too: a process started with SIGINT ignored (by a script, nohup) would otherwise ignore Ctrl-C."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # --- shared flags ---------------------------------------------------------------------------------
@@ -103,7 +105,10 @@ def _worker_options(args: argparse.Namespace) -> dict:
 
 def _budget(space, args):
     from hpo.master import with_overrides
+    from hpo.space import check_seed
 
+    if args.seed is not None:
+        check_seed(args.seed, "--seed")
     return with_overrides(space.budget, min_budget=args.min_budget, max_budget=args.max_budget, eta=args.eta,
                           iterations=args.iterations)
 
@@ -119,10 +124,10 @@ def _master_settings(space, args, run_id: str, results: str, nameserver: tuple[s
     )
 
 
-def _check_run_id(run_id: str) -> str:
-    if not run_id or any(c in run_id for c in "/\\ .") or len(run_id) > 100:
-        raise UserError(f"--run-id {run_id!r}: use letters, digits, '-' and '_' only")
-    return run_id
+def _check_run_id(run_id: str, flag: str = "--run-id") -> str:
+    from hpo.names import check_run_id
+
+    return check_run_id(run_id, flag)
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -144,8 +149,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.strict_images:
         worker_args += ["--strict-images"]
     if args.job:
+        from hpo.jobs import job_problem
+
+        if job_problem(args.job):
+            raise UserError(f"--job {args.job!r}: {job_problem(args.job)}")
         worker_args += ["--job", args.job]
-    devices = args.devices.split(",") if args.devices else None
+    from hpo.launcher import detect_gpus
+    from hpo.limits import check_devices, check_worker_count
+
+    gpus = detect_gpus()
+    devices = check_devices(args.devices, gpus)
+    check_worker_count(args.workers, devices or gpus, args.force)
     from hpo.transport import Transport
 
     # default (None): TLS with certificates made for this run; --insecure: none, on loopback
@@ -233,8 +247,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     budget = _budget(space, args)
     config = space.config_with(_parse_set(args.set or []))
     epochs = args.budget if args.budget is not None else budget.max_budget
-    if not epochs > 0:
-        raise UserError(f"--budget: must be > 0 (got {epochs:g})")
+    if not 0 < epochs < float("inf"):
+        raise UserError(f"--budget: must be a finite number > 0 (got {epochs:g})")
     context = JobContext(
         budget=float(epochs), max_budget=float(max(budget.max_budget, epochs)), min_budget=budget.min_budget,
         run_id="train", config_id=(0, 0, 0), seed=space.seed if args.seed is None else args.seed,
@@ -261,8 +275,13 @@ def cmd_space_check(args: argparse.Namespace) -> int:
     from hpo.optimizers import budget_ladder
     from hpo.space import load_space
 
+    from hpo.jobs import job_not_found
+
     for path in args.spaces:
         space = load_space(path)
+        problem = job_not_found(space.job)
+        if problem:  # a job named by module:callable must at least be found here
+            raise UserError(f"{path}: job: {space.job!r}: {problem}")
         entries = space.describe()
         searched = [e["name"] for e in entries if e["searched"]]
         constants = [e["name"] for e in entries if not e["searched"]]
@@ -286,7 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="nameserver, master and N workers on this machine")
     p.add_argument("space", help="search-space YAML file")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (default 1; at most 4 per CPU core, or one per device of --devices/GPU, "
+                        "unless --force)")
+    p.add_argument("--force", action="store_true", help="start more --workers than this host runs well")
     p.add_argument("--devices", help="comma-separated devices given to workers in turn (default: every GPU, else CPU)")
     p.add_argument("--run-id", help="run name (default: <space name>-<date-time>)")
     p.add_argument("--results", help="results directory (default: results/<run-id>)")
@@ -364,7 +386,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.func(args)
     except UserError as exc:
-        print(f"hpo: {exc}", file=sys.stderr)
+        print("hpo: " + " ".join(str(exc).splitlines()), file=sys.stderr)  # always one line
         return exc.exit_code
     except KeyboardInterrupt:
         print("hpo: interrupted", file=sys.stderr)
