@@ -54,11 +54,21 @@ def _add_budget_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-budget", type=float, help="largest budget, in epochs")
     group.add_argument("--eta", type=float, help="successive-halving factor (> 1)")
     group.add_argument("--iterations", type=int, help="number of successive-halving iterations")
-    parser.add_argument("--optimizer", choices=["bohb", "hyperband", "randomsearch"], default="bohb",
+    parser.add_argument("--optimizer", choices=["bohb", "hyperband", "randomsearch"], default=None,
                         help="BOHB, or a baseline (default: bohb)")
     parser.add_argument("--seed", type=int, help="random seed (default: the space's 'seed', else 0)")
     parser.add_argument("--ping-interval", type=float, default=10.0, help=argparse.SUPPRESS)
+
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live bar")
+
+
+def _add_recovery_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("recovery")
+    group.add_argument("--max-retries", type=int, default=2,
+                       help="times a job whose worker died runs again on another worker (default 2)")
+    group.add_argument("--resume", metavar="RESULTS_DIR",
+                       help="continue the run in RESULTS_DIR whose master died (space, budgets and run id from "
+                            "its run.json; no SPACE argument)")
 
 
 def _add_worker_flags(parser: argparse.ArgumentParser) -> None:
@@ -119,9 +129,43 @@ def _master_settings(space, args, run_id: str, results: str, nameserver: tuple[s
 
     return MasterSettings(
         run_id=run_id, results_dir=results, nameserver_host=nameserver[0], nameserver_port=nameserver[1], host=host,
-        budget=_budget(space, args), optimizer=args.optimizer, min_workers=min_workers, seed=args.seed,
+        budget=_budget(space, args), optimizer=args.optimizer or "bohb", min_workers=min_workers, seed=args.seed,
         ping_interval=args.ping_interval, show_progress=not args.no_progress, transport=_transport(args),
+        max_retries=args.max_retries,
     )
+
+
+def _space_and_run(args: argparse.Namespace, default_run_id: Optional[str] = None):
+    """(space, run id, results directory, run to resume or None) from SPACE or --resume."""
+    from hpo.space import load_space
+
+    if args.max_retries < 0:
+        raise UserError(f"--max-retries: must be >= 0 (got {args.max_retries})")
+    if not args.resume:
+        if not args.space:
+            raise UserError("a search-space file is needed (or --resume RESULTS_DIR)")
+        space = load_space(args.space)
+        run_id = _check_run_id(args.run_id or default_run_id or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        return space, run_id, args.results or str(Path("results") / run_id), None
+    from hpo.resume import load_run_to_resume
+
+    if args.space:
+        raise UserError(f"--resume {args.resume}: give no search-space file (the run's own is in its run.json)")
+    if args.results and Path(args.results).resolve() != Path(args.resume).resolve():
+        raise UserError(f"--resume {args.resume} and --results {args.results}: a resumed run stays in its directory")
+    run = load_run_to_resume(args.resume)
+    run_id = str(run.metadata.get("run_id") or "")
+    if args.run_id and args.run_id != run_id:
+        raise UserError(f"--run-id {args.run_id}: the run in {args.resume} is {run_id!r}")
+    for flag in ("min_budget", "max_budget", "eta", "iterations", "optimizer", "seed"):
+        value = getattr(args, flag)
+        if value is not None and value != run.metadata.get(flag):
+            raise UserError(f"--{flag.replace('_', '-')}: a resumed run keeps the settings in its run.json")
+    args.optimizer = run.metadata.get("optimizer", "bohb")
+    args.seed = run.metadata.get("seed")
+    args.min_budget, args.max_budget = run.metadata.get("min_budget"), run.metadata.get("max_budget")
+    args.eta, args.iterations = run.metadata.get("eta"), run.metadata.get("iterations")
+    return run.space, _check_run_id(run_id), args.resume, run
 
 
 def _check_run_id(run_id: str, flag: str = "--run-id") -> str:
@@ -135,13 +179,10 @@ def _check_run_id(run_id: str, flag: str = "--run-id") -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hpo.launcher import run_local
-    from hpo.space import load_space
 
-    space = load_space(args.space)
-    run_id = _check_run_id(args.run_id or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    results = args.results or str(Path("results") / run_id)
+    space, run_id, results, resume = _space_and_run(args)
     settings = _master_settings(space, args, run_id, results, ("127.0.0.1", 0), "127.0.0.1", args.workers)
-    worker_args = ["--space", args.space]
+    worker_args = ["--space", args.space] if args.space else ["--job", space.job]
     if args.data_root:
         worker_args += ["--data-root", args.data_root]
     if args.loader_workers is not None:
@@ -164,7 +205,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # default (None): TLS with certificates made for this run; --insecure: none, on loopback
     transport = Transport(tls_dir=args.tls) if args.tls else Transport() if args.insecure else None
-    summary = run_local(space, settings, args.workers, worker_args, devices=devices, transport=transport)
+    summary = run_local(space, settings, args.workers, worker_args, devices=devices, transport=transport,
+                        resume=resume)
     print(f"run {summary.run_id}: {summary.jobs} jobs ({summary.failed} failed), best loss "
           f"{'-' if summary.best_loss is None else f'{summary.best_loss:.4g}'}; results in {summary.results_dir}")
     print(f"next: hpo-report {summary.results_dir}")
@@ -173,15 +215,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_master(args: argparse.Namespace) -> int:
     from hpo.master import run_master
-    from hpo.space import load_space
 
-    space = load_space(args.space)
-    run_id = _check_run_id(args.run_id)
-    results = args.results or str(Path("results") / run_id)
+    if not args.resume and not args.run_id:
+        raise UserError("--run-id is needed (the name workers use to find this master)")
+    space, run_id, results, resume = _space_and_run(args)
     settings = _master_settings(space, args, run_id, results, parse_address(args.nameserver), args.host,
                                 args.min_workers)
     settings.nameserver_timeout = args.connect_timeout
-    summary = run_master(space, settings)
+    summary = run_master(space, settings, resume=resume)
     print(f"run {summary.run_id}: {summary.jobs} jobs ({summary.failed} failed); results in {summary.results_dir}")
     return 0
 
@@ -199,6 +240,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         run_id=_check_run_id(args.run_id), nameserver_host=host, nameserver_port=port, host=args.host, job=args.job,
         space_job=space_job, device=args.device, data_root=args.data_root, work_dir=args.work_dir,
         options=_worker_options(args), nameserver_timeout=args.connect_timeout, transport=_transport(args),
+        master_timeout=args.master_timeout,
     ))
     return 0
 
@@ -304,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="nameserver, master and N workers on this machine")
-    p.add_argument("space", help="search-space YAML file")
+    p.add_argument("space", nargs="?", help="search-space YAML file")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes (default 1; at most 4 per CPU core, or one per device of --devices/GPU, "
                         "unless --force)")
@@ -313,19 +355,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="run name (default: <space name>-<date-time>)")
     p.add_argument("--results", help="results directory (default: results/<run-id>)")
     _add_budget_flags(p)
+    _add_recovery_flags(p)
     _add_worker_flags(p)
     _add_transport_flags(p, run=True)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("master", help="the optimizer; workers join it through the nameserver")
-    p.add_argument("space", help="search-space YAML file")
-    p.add_argument("--run-id", required=True, help="run name that workers use to find this master")
+    p.add_argument("space", nargs="?", help="search-space YAML file")
+    p.add_argument("--run-id", help="run name that workers use to find this master (required without --resume)")
     p.add_argument("--nameserver", default=f"127.0.0.1:{DEFAULT_NAMESERVER_PORT}", help="HOST:PORT of the nameserver")
     p.add_argument("--host", help="address to listen on for workers (default: the one that reaches the nameserver)")
     p.add_argument("--results", help="results directory (default: results/<run-id>)")
     p.add_argument("--min-workers", type=int, default=1, help="workers to wait for before starting (default 1)")
     p.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to wait for the nameserver")
     _add_budget_flags(p)
+    _add_recovery_flags(p)
     _add_transport_flags(p)
     p.set_defaults(func=cmd_master)
 
@@ -339,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="search-space YAML whose job this worker may run (besides --job and the "
                                    "installed hpo.jobs)")
     p.add_argument("--connect-timeout", type=float, default=300.0, help="seconds to wait for the nameserver")
+    p.add_argument("--master-timeout", type=float, default=600.0,
+                   help="seconds to wait for a master that is gone (e.g. to be resumed) before exiting 0 "
+                        "(default 600)")
     _add_worker_flags(p)
     _add_transport_flags(p)
     p.set_defaults(func=cmd_worker)

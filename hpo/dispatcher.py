@@ -110,7 +110,10 @@ class ServiceDispatcher(Dispatcher):
                 except Pyro4.errors.NamingError:
                     pass
                 ns.register(self.pyro_id, self.uri)
-                self.logger.info("DISPATCHER: registered with the nameserver as %s", self.pyro_id)
+                again = getattr(self, "_registered", False)
+                (self.logger.warning if again else self.logger.info)(
+                    "DISPATCHER: registered %swith the nameserver as %s", "again " if again else "", self.pyro_id)
+                self._registered = True
                 return True
         except REMOTE_ERRORS as exc:
             self.logger.warning("DISPATCHER: cannot reach the nameserver (%s); serving the known workers", exc)

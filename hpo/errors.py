@@ -7,3 +7,11 @@ class UserError(Exception):
     """Bad input (a file, a flag, a setting). The message is one line naming what and where."""
 
     exit_code = 2
+
+
+class RunFailed(UserError):
+    """A run that ended without success (stopped by fail-fast, or every job failed)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from hpo.errors import UserError
 from hpo.master import MasterSettings, RunSummary, run_master
@@ -28,6 +28,9 @@ from hpo.network import free_port
 from hpo.results import check_free
 from hpo.space import SearchSpace
 from hpo.transport import Transport
+
+if TYPE_CHECKING:
+    from hpo.resume import RunToResume
 
 logger = logging.getLogger("hpo.launcher")
 
@@ -102,25 +105,27 @@ def detect_gpus() -> list[str]:
 
 
 def run_local(space: SearchSpace, settings: MasterSettings, n_workers: int, worker_args: Sequence[str] = (),
-              devices: Optional[Sequence[str]] = None, transport: Optional[Transport] = None) -> RunSummary:
+              devices: Optional[Sequence[str]] = None, transport: Optional[Transport] = None,
+              resume: Optional["RunToResume"] = None) -> RunSummary:
     """Run nameserver, ``n_workers`` worker processes and the master here, then stop them all.
 
     ``transport`` None: mutual TLS with certificates made for this run alone (in a private
-    temporary directory, deleted at the end)."""
+    temporary directory, deleted at the end). ``resume``: continue that run (see :mod:`hpo.resume`)."""
     if n_workers < 1:
         raise UserError(f"--workers: must be >= 1 (got {n_workers})")
-    check_free(settings.results_dir)
+    if resume is None:
+        check_free(settings.results_dir)
     with tempfile.TemporaryDirectory(prefix="hpo-tls-") as scratch:
         if transport is None:
             from hpo.certificates import make_deployment
 
             make_deployment(Path(scratch) / "tls", ["127.0.0.1", "localhost"])
             transport = Transport(tls_dir=str(Path(scratch) / "tls"))
-        return _run_local(space, replace(settings, transport=transport), n_workers, worker_args, devices)
+        return _run_local(space, replace(settings, transport=transport), n_workers, worker_args, devices, resume)
 
 
 def _run_local(space: SearchSpace, settings: MasterSettings, n_workers: int, worker_args: Sequence[str],
-               devices: Optional[Sequence[str]]) -> RunSummary:
+               devices: Optional[Sequence[str]], resume: Optional["RunToResume"]) -> RunSummary:
     port = free_port("127.0.0.1")
     settings = replace(settings, nameserver_host="127.0.0.1", nameserver_port=port, host="127.0.0.1",
                        min_workers=n_workers)
@@ -145,7 +150,7 @@ def _run_local(space: SearchSpace, settings: MasterSettings, n_workers: int, wor
                     port, n_workers, children.log_dir)
         watchdog = threading.Thread(target=_watch_workers, args=(children, worker_names, finished), daemon=True)
         watchdog.start()
-        summary = run_master(space, settings)
+        summary = run_master(space, settings, resume=resume)
         finished.set()
         if not children.wait(worker_names, timeout=30):
             logger.warning("some workers did not exit after the run; stopping them")

@@ -6,12 +6,17 @@ import logging
 import os
 import random
 import socket
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
+from hpo.attempts import AttemptsLog
+from hpo.dispatcher import DEFAULT_MAX_RETRIES
+from hpo.errors import RunFailed, UserError
+from hpo.master_loop import RunStopped
 from hpo.network import local_address_towards, wait_for_nameserver
 from hpo.optimizers import OPTIMIZERS, budget_ladder, make_optimizer
 from hpo.progress import Progress
@@ -19,7 +24,13 @@ from hpo.results import ResultsLog, package_versions, utc_now, write_run_metadat
 from hpo.space import BudgetSettings, SearchSpace
 from hpo.transport import Transport, check_listen_address, configure
 
+if TYPE_CHECKING:
+    from hpo.resume import RunToResume
+
 logger = logging.getLogger("hpo.master")
+
+#: Seconds the master waits for its dispatcher and workers to shut down at the end.
+SHUTDOWN_TIMEOUT = 10.0
 
 
 @dataclass
@@ -38,6 +49,7 @@ class MasterSettings:
     ping_interval: float = 10.0  # seconds between looks for new or dead workers
     nameserver_timeout: float = 120.0
     show_progress: bool = True
+    max_retries: int = DEFAULT_MAX_RETRIES  # reruns of a job whose worker died
     transport: Transport = field(default_factory=Transport)
 
 
@@ -51,39 +63,59 @@ class RunSummary:
     best_config_id: Optional[tuple]
 
 
-def run_master(space: SearchSpace, settings: MasterSettings) -> RunSummary:
-    """Run the optimizer until its iterations are done, then shut the workers down."""
+def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["RunToResume"] = None) -> RunSummary:
+    """Run the optimizer until its iterations are done, then shut the workers down.
+
+    ``run.json`` says ``running`` from the start and gets the final status (``finished``,
+    ``failed`` with a reason, ``interrupted``) however the run ends. With ``resume`` (see
+    :mod:`hpo.resume`), the run in that directory continues and its log is appended to."""
     if settings.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {settings.optimizer!r}")
     budget = settings.budget
     seed = space.seed if settings.seed is None else settings.seed
     configure(settings.transport)
-    log = ResultsLog(settings.results_dir)  # refuses a directory that already holds a run
+    log = ResultsLog(settings.results_dir, resume=resume is not None)  # a new run refuses a used directory
     results_dir = str(Path(settings.results_dir))
-    metadata = {
-        "run_id": settings.run_id,
-        "space_file": space.path,
-        "space_name": space.name,
-        "space": space.raw,
-        "hyperparameters": space.describe(),
-        "job": space.job,
-        "optimizer": settings.optimizer,
-        "min_budget": budget.min_budget,
-        "max_budget": budget.max_budget,
-        "eta": budget.eta,
-        "iterations": budget.iterations,
-        "budgets": budget_ladder(budget.min_budget, budget.max_budget, budget.eta),
-        "min_workers": settings.min_workers,
-        "seed": seed,
-        "master_host": socket.gethostname(),
-        "started_at": utc_now(),
-        "versions": package_versions(),
-    }
+    start = {"at": utc_now(), "kind": "resume" if resume else "start", "master_host": socket.gethostname(),
+             "pid": os.getpid()}
+    if resume is not None:
+        metadata = {**resume.metadata, "starts": [*resume.metadata.get("starts", []), start]}
+        for stale in ("finished_at", "reason"):
+            metadata.pop(stale, None)
+    else:
+        metadata = {
+            "run_id": settings.run_id,
+            "space_file": space.path,
+            "space_name": space.name,
+            "space": space.raw,
+            "hyperparameters": space.describe(),
+            "job": space.job,
+            "optimizer": settings.optimizer,
+            "min_budget": budget.min_budget,
+            "max_budget": budget.max_budget,
+            "eta": budget.eta,
+            "iterations": budget.iterations,
+            "budgets": budget_ladder(budget.min_budget, budget.max_budget, budget.eta),
+            "min_workers": settings.min_workers,
+            "max_retries": settings.max_retries,
+            "seed": seed,
+            "master_host": socket.gethostname(),
+            "started_at": start["at"],
+            "starts": [start],
+            "versions": package_versions(),
+        }
+    metadata["status"] = "running"
     write_run_metadata(results_dir, metadata)
+    attempts = AttemptsLog(results_dir)
 
-    wait_for_nameserver(settings.nameserver_host, settings.nameserver_port, settings.nameserver_timeout)
-    host = settings.host or local_address_towards(settings.nameserver_host, settings.nameserver_port)
-    check_listen_address(host, settings.transport)
+    try:
+        wait_for_nameserver(settings.nameserver_host, settings.nameserver_port, settings.nameserver_timeout)
+        host = settings.host or local_address_towards(settings.nameserver_host, settings.nameserver_port)
+        check_listen_address(host, settings.transport)
+    except BaseException as exc:
+        write_run_metadata(results_dir, {**metadata, "status": "failed", "finished_at": utc_now(),
+                                         "reason": str(exc) if isinstance(exc, UserError) else type(exc).__name__})
+        raise
     np.random.seed(seed)
     random.seed(seed)
     space.configspace.seed(seed)
@@ -110,7 +142,18 @@ def run_master(space: SearchSpace, settings: MasterSettings) -> RunSummary:
         job_context=job_context,
         working_directory=os.path.join(os.path.abspath(results_dir), "work"),
         ping_interval=settings.ping_interval,
+        max_retries=settings.max_retries,
+        attempt_logger=attempts.record,
     )
+    iterations_left = budget.iterations
+    if resume is not None:
+        from hpo.resume import restore_iterations, resume_summary
+
+        for warning in resume.repairs:
+            logger.warning(warning)
+        replayed = restore_iterations(optimizer, resume)
+        iterations_left = max(0, budget.iterations - len(optimizer.iterations))
+        logger.info(resume_summary(resume, replayed, optimizer))
     progress = Progress(optimizer.progress, optimizer.queue_snapshot, lambda: len(optimizer.iterations),
                         interactive=None if settings.show_progress else False)
     logger.info(
@@ -119,23 +162,42 @@ def run_master(space: SearchSpace, settings: MasterSettings) -> RunSummary:
         ", ".join(f"{b:.3g}" for b in metadata["budgets"]), budget.eta, budget.iterations,
         optimizer.progress.total_jobs, settings.min_workers,
     )
-    status = "interrupted"
+    status, reason, result = "interrupted", None, None
+    counts = optimizer.progress
     try:
         progress.start()
-        result = optimizer.run(n_iterations=budget.iterations, min_n_workers=settings.min_workers)
+        result = optimizer.run(n_iterations=iterations_left, min_n_workers=settings.min_workers)
         status = "finished"
+        if counts.finished and counts.failed == counts.finished:
+            status, reason = "failed", f"every job failed ({counts.failed}); see hpo-report {results_dir}"
+    except RunStopped as exc:
+        status, reason = "failed", str(exc)
     finally:
         progress.close()
-        optimizer.shutdown(shutdown_workers=True)
-        write_run_metadata(results_dir, {**metadata, "finished_at": utc_now(), "status": status,
-                                         "jobs": optimizer.progress.finished,
-                                         "failed_jobs": optimizer.progress.failed})
+        final = {**metadata, "finished_at": utc_now(), "status": status, "jobs": counts.finished,
+                 "failed_jobs": counts.failed, "lost_attempts": attempts.count}
+        if reason:
+            final["reason"] = reason
+        write_run_metadata(results_dir, final)  # first: recorded even if the shutdown below hangs
+        _shut_down(optimizer)
+    if status == "failed":
+        raise RunFailed(f"run {settings.run_id} {reason}" if reason.startswith("stopped") else
+                        f"run {settings.run_id}: {reason}", exit_code=2 if reason.startswith("stopped") else 1)
     incumbent = result.get_incumbent_id()
-    counts = optimizer.progress
     logger.info("run %s finished: %d jobs (%d failed), best loss %s; results in %s", settings.run_id,
                 counts.finished, counts.failed, "-" if counts.best_loss is None else f"{counts.best_loss:.4g}",
                 results_dir)
     return RunSummary(settings.run_id, results_dir, counts.finished, counts.failed, counts.best_loss, incumbent)
+
+
+def _shut_down(optimizer, timeout: float = SHUTDOWN_TIMEOUT) -> None:
+    """Shut the workers and the dispatcher down, waiting at most ``timeout`` seconds."""
+    stopper = threading.Thread(target=optimizer.shutdown, kwargs={"shutdown_workers": True}, daemon=True,
+                               name="hpo-master-shutdown")
+    stopper.start()
+    stopper.join(timeout)
+    if stopper.is_alive():
+        logger.warning("the dispatcher did not shut down within %g s; leaving it", timeout)
 
 
 def with_overrides(budget: BudgetSettings, *, min_budget: Optional[float] = None, max_budget: Optional[float] = None,

@@ -32,6 +32,7 @@ from hpbandster.core.worker import Worker
 
 from hpo.jobs import DEFAULT_JOB, JobContext, failure, load_job, registered_jobs
 from hpo.network import local_address_towards, wait_for_nameserver
+from hpo.presence import DEFAULT_MASTER_TIMEOUT, Presence
 from hpo.transport import CALL_TIMEOUT, Transport, check_listen_address, configure
 
 logger = logging.getLogger("hpo.worker")
@@ -50,6 +51,7 @@ class WorkerSettings:
     work_dir: str = "results"  # work root: job working directories must lie under it
     options: Mapping[str, Any] = field(default_factory=dict)
     nameserver_timeout: float = 300.0
+    master_timeout: float = DEFAULT_MASTER_TIMEOUT  # exit (0) after this long without a reachable master
     transport: Transport = field(default_factory=Transport)
 
     def allowed_jobs(self) -> set[str]:
@@ -133,6 +135,19 @@ class JobWorker(Worker):
         logger.info("job %s done: loss %s", tuple(config_id), result.get("loss"))
         return result
 
+    def _run(self) -> None:
+        """Serve jobs until shut down (hpbandster's loop, with :class:`~hpo.presence.Presence` keeping
+        the worker registered and watching for its master)."""
+        self.pyro_daemon = Pyro4.core.Daemon(host=self.host)
+        uri = str(self.pyro_daemon.register(self, self.worker_id))
+        self.presence = Presence(self.worker_id, uri, str(self.run_id), (self.nameserver, self.nameserver_port),
+                                 self.settings.master_timeout)
+        self.presence.start(busy=lambda: self.busy, give_up=self.shutdown)
+        try:
+            self.pyro_daemon.requestLoop()
+        finally:
+            self.presence.stop()
+
     @Pyro4.expose
     @Pyro4.oneway
     def start_computation(self, callback, id, *args, ticket: Optional[str] = None, **kwargs) -> None:
@@ -178,6 +193,8 @@ def run_worker(settings: WorkerSettings) -> None:
     logger.info("worker %s for run %s serving on %s (nameserver %s:%d)", worker.name, settings.run_id, host,
                 settings.nameserver_host, settings.nameserver_port)
     worker.run(background=False)
+    if worker.presence.master_gone:
+        logger.info("worker %s: the master of run %s is gone; exiting", worker.name, settings.run_id)
     logger.info("worker %s shut down", worker.name)
     if worker.busy:
         # Stopped by a signal mid-job: the job's thread cannot be stopped, and letting the interpreter
