@@ -67,6 +67,7 @@ class JobWorker(Worker):
     """Runs one job at a time; jobs are loaded by name and their results made JSON-safe."""
 
     def __init__(self, settings: WorkerSettings, host: str) -> None:
+        suffix = uuid.uuid4().hex[:8]
         super().__init__(
             run_id=settings.run_id,
             nameserver=settings.nameserver_host,
@@ -75,10 +76,11 @@ class JobWorker(Worker):
             logger=logging.getLogger("hpo.worker.hpbandster"),
             # hpbandster names a worker <hostname>.<pid>: containers on one host network often share
             # both (pid 1, 7...), so a random suffix keeps every worker's Pyro name unique.
-            id=uuid.uuid4().hex[:8],
+            id=suffix,
         )
         self.settings = settings
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        # what results record as their worker: unique even for containers sharing a host network
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{suffix}"
         self.allowed_jobs = settings.allowed_jobs()
         self.work_root = Path(settings.work_dir).resolve()
         self._jobs: dict[str, Any] = {}

@@ -339,7 +339,9 @@ def test_tls_run_across_namespaces_finishes_and_every_attack_fails(network, tmp_
         assert exception is None, exception
         assert math.isfinite(result["loss"]) and result["loss"] != FORGED_LOSS, result["loss"]
     hostname = socket.gethostname()
-    assert {r[3]["info"]["worker"] for r in lines} == {f"{hostname}:{w.pid}" for w in workers}
+    worker_names = {r[3]["info"]["worker"] for r in lines}  # <hostname>:<pid>:<random suffix>
+    assert {name.rsplit(":", 1)[0] for name in worker_names} == {f"{hostname}:{w.pid}" for w in workers}
+    assert len(worker_names) == 2
     for worker in workers:  # the master shut its workers down
         assert worker.wait(timeout=30) == 0, _log_tail(logs["worker1"], logs["worker2"])
     master_log = logs["master"].read_text()
