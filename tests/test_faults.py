@@ -279,3 +279,23 @@ def test_a_run_whose_jobs_all_fail_for_a_setup_reason_stops_early(tmp_path, clus
     meta = json.loads((cluster.results / "run.json").read_text())
     assert meta["status"] == "failed" and "reason 'job'" in meta["reason"]
     assert count_lines(cluster.results / "results.json") < 13
+
+
+def test_a_dead_dispatcher_thread_stops_the_run_with_a_reason():
+    """The master's loop looks at its dispatcher every second: a thread that died stops the run."""
+    import threading
+
+    from hpo.master_loop import RunStopped, ServiceMaster
+
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+
+    class Dispatcher:
+        def threads_alive(self):
+            return True
+
+    master = ServiceMaster()
+    master.dispatcher_thread, master.dispatcher = dead, Dispatcher()
+    with pytest.raises(RunStopped, match="the dispatcher stopped"):
+        master._check_running()
