@@ -81,8 +81,8 @@ class ServiceDispatcher(Dispatcher):
         self.logger.info("DISPATCHER: shut down complete")
 
     def threads_alive(self) -> bool:
-        """False once a thread of the dispatcher died (it never should)."""
-        return all(thread.is_alive() for thread in getattr(self, "threads", []))
+        """False once a thread of the dispatcher died (it never should); threads not started yet count as alive."""
+        return not any(thread.ident is not None and not thread.is_alive() for thread in getattr(self, "threads", []))
 
     def shutdown(self, shutdown_workers: bool = False) -> None:
         if shutdown_workers:
