@@ -7,6 +7,9 @@ What changes, and where:
 * the master's loop, job callback, fail-fast and progress counts: :mod:`hpo.master_loop`;
 * BOHB's config generator also models **ordinal** hyperparameters (hpbandster 0.7.4 refuses
   them): as ordered discrete variables of its KDE;
+* BOHB's config generator draws and scores its candidates vectorised
+  (:class:`hpo.sampling.VectorizedBOHB`, same distribution; timings in BENCHMARKS.md): the master
+  proposes configurations while it holds its lock;
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from hpbandster.optimizers import BOHB, HyperBand, RandomSearch
 
 from hpo.dispatcher import DEFAULT_MAX_RETRIES, ServiceDispatcher, dispatcher_class
 from hpo.master_loop import ServiceMaster
+from hpo.sampling import VectorizedBOHB
 
 
 class _OrdinalsAsCategoricals:
@@ -56,9 +60,27 @@ def _model_ordinals(generator, configspace: CS.ConfigurationSpace) -> None:
     generator.kde_vartypes, generator.vartypes = kde_variable_types(configspace)
 
 
+def _install_generator(optimizer, cls: type) -> None:
+    """Replace the BOHB config generator hpbandster built by one of class ``cls`` with the same
+    settings (before any iteration binds its ``get_config``)."""
+    built = optimizer.config_generator
+    if type(built) is cls:
+        return
+    optimizer.config_generator = cls(
+        configspace=built.configspace, min_points_in_model=built.min_points_in_model,
+        top_n_percent=built.top_n_percent, num_samples=built.num_samples,
+        random_fraction=built.random_fraction, bandwidth_factor=built.bw_factor,
+        min_bandwidth=built.min_bandwidth, logger=built.logger)
+
+
 class ServiceBOHB(ServiceMaster, BOHB):
+    #: the config generator class; hpbandster's own (``hpbandster.optimizers.config_generators.bohb
+    #: .BOHB``) gives its original, slower sampling (benchmarks/bench_master.py --sampler hpbandster)
+    config_generator_class: type = VectorizedBOHB
+
     def __init__(self, configspace: CS.ConfigurationSpace, **kwargs) -> None:
         super().__init__(configspace=_OrdinalsAsCategoricals(configspace), **kwargs)
+        _install_generator(self, self.config_generator_class)
         _model_ordinals(self.config_generator, configspace)
 
 

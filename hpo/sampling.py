@@ -1,0 +1,155 @@
+"""BOHB's configuration sampling, vectorised at hpbandster's config-generator seam.
+
+hpbandster 0.7.4's BOHB config generator (``hpbandster.optimizers.config_generators.bohb.BOHB``)
+proposes a configuration by drawing ``num_samples`` candidates around points of the good KDE, one
+candidate and one dimension at a time (a scipy ``truncnorm.rvs`` call per continuous value), and
+evaluating the acquisition ``g(x) / l(x)`` with statsmodels' ``KDEMultivariate.pdf`` once per
+candidate. Measured in the master: about 113 ms per configuration, 78 % of it in ``truncnorm.rvs``,
+all while the master holds its lock.
+
+:class:`VectorizedBOHB` draws the same candidates from the same distribution in a few numpy/scipy
+calls over the whole (candidates × dimensions) array, and evaluates both KDEs at every candidate at
+once with the same product kernels statsmodels uses (Gaussian for continuous, Aitchison-Aitken for
+unordered, Wang-Ryzin for ordered variables; the same bandwidths and level counts). Everything else
+is hpbandster's: model fitting (``new_result``), ``random_fraction``, ``bandwidth_factor``,
+``min_bandwidth``, the choice of the best candidate (the first minimum of ``max(1e-32, g) /
+max(l, 1e-32)``, or the first candidate whose ratio is not finite while ``l`` is), and the
+fallbacks to a random configuration. Random numbers come from numpy's global generator, as in
+hpbandster, so seeding ``np.random`` still makes a run repeatable (the draws come in another order,
+so the configurations differ from hpbandster's own for one seed; their distribution does not).
+"""
+
+from __future__ import annotations
+
+import math
+
+import ConfigSpace
+import ConfigSpace.util
+import numpy as np
+import scipy.stats as sps
+from hpbandster.optimizers.config_generators.bohb import BOHB as HpBandSterBOHB
+
+_TINY = 1e-32
+_GAUSS_NORM = 1.0 / math.sqrt(2 * math.pi)
+
+
+def kde_pdf(kde, points: np.ndarray) -> np.ndarray:
+    """``kde.pdf`` (statsmodels ``KDEMultivariate``) at each row of ``points``, in one pass.
+
+    The generalised product kernel of statsmodels' ``gpke`` with its default kernels, element for
+    element: Gaussian (continuous ``c``), Aitchison-Aitken with the number of levels seen in the
+    data (unordered ``u``), Wang-Ryzin (ordered ``o``); divided by the product of the continuous
+    bandwidths and by the number of data points."""
+    data = np.asarray(kde.data, dtype=float)
+    bw = np.asarray(kde.bw, dtype=float)
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    kernel = np.ones((points.shape[0], data.shape[0]))
+    continuous = np.zeros(len(kde.var_type), dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for j, kind in enumerate(kde.var_type):
+            x = points[:, j, None]
+            xi = data[None, :, j]
+            h = bw[j]
+            if kind == "c":
+                continuous[j] = True
+                kernel *= _GAUSS_NORM * np.exp(-((xi - x) ** 2) / (h ** 2 * 2.0))
+            elif kind == "u":
+                levels = np.unique(data[:, j]).size
+                kernel *= np.where(xi == x, 1 - h, np.float64(h) / np.float64(levels - 1))
+            elif kind == "o":
+                kernel *= np.where(xi == x, 1 - h, 0.5 * (1 - h) * (h ** np.abs(xi - x)))
+            else:
+                raise ValueError(f"unknown KDE variable type {kind!r}")
+        return (kernel / np.prod(bw[continuous])).sum(axis=1) / data.shape[0]
+
+
+def draw_candidates(kde_good, vartypes: np.ndarray, num_samples: int, bandwidth_factor: float,
+                    min_bandwidth: float) -> np.ndarray:
+    """``num_samples`` candidate vectors around points of the good KDE, as hpbandster draws them.
+
+    Each candidate starts from a data point of ``kde_good`` picked uniformly. A continuous value
+    (``vartypes`` 0) is drawn from a normal around it with standard deviation ``bandwidth_factor *
+    max(bw, min_bandwidth)``, truncated to [0, 1]; a discrete one (``vartypes`` = its number of
+    levels) keeps the point's level with probability ``1 - max(bw, min_bandwidth)``, else takes a
+    level uniformly at random."""
+    data = np.asarray(kde_good.data, dtype=float)
+    bw = np.maximum(np.asarray(kde_good.bw, dtype=float), min_bandwidth)
+    vartypes = np.asarray(vartypes, dtype=int)
+    centres = data[np.random.randint(0, len(data), size=num_samples)]
+    vectors = np.empty_like(centres)
+    continuous = vartypes == 0
+    if continuous.any():
+        m = centres[:, continuous]
+        scale = np.broadcast_to(bandwidth_factor * bw[continuous], m.shape)
+        # numpy's global RandomState, named: what scipy uses today for random_state=None (and what
+        # hpbandster relies on), which scipy says will change
+        vectors[:, continuous] = sps.truncnorm.rvs(-m / scale, (1 - m) / scale, loc=m, scale=scale,
+                                                   random_state=np.random.mtrand._rand)
+    discrete = ~continuous
+    if discrete.any():
+        m = centres[:, discrete]
+        keep = np.random.rand(*m.shape) < (1 - bw[discrete])
+        other = np.random.randint(0, vartypes[discrete], size=m.shape)
+        vectors[:, discrete] = np.where(keep, np.trunc(m), other)
+    return vectors
+
+
+def pick_best(good: np.ndarray, bad: np.ndarray) -> int | None:
+    """The candidate hpbandster's loop keeps: the first whose ratio ``max(1e-32, g) / max(l, 1e-32)``
+    is not finite while ``l`` is finite (its loop stops there), else the first with the smallest
+    finite ratio; None when no ratio is finite. ``max`` is Python's: a NaN ``g`` counts as 1e-32, a
+    NaN ``l`` stays NaN."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        g = np.where(bad > _TINY, bad, _TINY)
+        l = np.where(_TINY > good, _TINY, good)
+        ratio = g / l
+    stop = np.flatnonzero(~np.isfinite(ratio) & np.isfinite(good))
+    if stop.size:
+        return int(stop[0])
+    finite = np.isfinite(ratio)
+    if not finite.any():
+        return None
+    return int(np.argmin(np.where(finite, ratio, np.inf)))
+
+
+class VectorizedBOHB(HpBandSterBOHB):
+    """hpbandster's BOHB config generator with :meth:`get_config` vectorised (same distribution)."""
+
+    def _categorical_mask(self) -> np.ndarray:
+        cached = getattr(self, "_categorical_cache", None)
+        if cached is None or cached[0] is not self.configspace:
+            mask = np.array([isinstance(h, ConfigSpace.CategoricalHyperparameter)
+                             for h in self.configspace.values()], dtype=bool)
+            cached = self._categorical_cache = (self.configspace, mask)
+        return cached[1]
+
+    def _random(self) -> tuple[dict, dict]:
+        return self._active_only(self.configspace.sample_configuration()), {"model_based_pick": False}
+
+    def _active_only(self, config) -> dict:
+        return dict(ConfigSpace.util.deactivate_inactive_hyperparameters(
+            configuration_space=self.configspace, configuration=dict(config)))
+
+    def get_config(self, budget):
+        """A new configuration and its info (``model_based_pick``), as hpbandster's ``get_config``."""
+        if len(self.kde_models) == 0 or np.random.rand() < self.random_fraction:
+            return self._random()
+        try:
+            models = self.kde_models[max(self.kde_models)]  # the model of the largest budget
+            kde_good, kde_bad = models["good"], models["bad"]
+            candidates = draw_candidates(kde_good, self.vartypes, self.num_samples, self.bw_factor,
+                                         self.min_bandwidth)
+            best = pick_best(kde_pdf(kde_good, candidates), kde_pdf(kde_bad, candidates))
+            if best is None:
+                self.logger.debug("Sampling based optimization with %i samples failed -> using random "
+                                  "configuration", self.num_samples)
+                return self._random()
+            vector = candidates[best].copy()
+            categorical = self._categorical_mask()
+            vector[categorical] = np.rint(vector[categorical])
+            config = ConfigSpace.Configuration(self.configspace, vector=vector)
+            return self._active_only(config), {"model_based_pick": True}
+        except Exception:
+            self.logger.warning("Sampling based optimization with %i samples failed -> using random "
+                                "configuration", self.num_samples, exc_info=True)
+            return self._random()

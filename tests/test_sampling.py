@@ -1,0 +1,220 @@
+"""BOHB's vectorised sampling (hpo.sampling) proposes what hpbandster's own config generator does,
+in distribution; and jobs are resolved once per process, not once per job."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import scipy.stats as sps
+import statsmodels.api as sm
+from hpbandster.core.dispatcher import Job
+from hpbandster.optimizers.config_generators.bohb import BOHB as HpBandSterBOHB
+
+import hpo.jobs
+import hpo.worker
+from hpo.optimizers import ServiceBOHB, _install_generator, _model_ordinals, _OrdinalsAsCategoricals
+from hpo.sampling import VectorizedBOHB, draw_candidates, kde_pdf, pick_best
+from hpo.space import load_space
+from tests.conftest import SPACES
+
+#: p-value under which two samples count as from different distributions. Every test draws at a
+#: fixed seed, so the outcome is fixed; the threshold only has to leave room for many comparisons.
+ALPHA = 1e-3
+
+
+def _generator(cls, configspace, **settings):
+    generator = cls(configspace=_OrdinalsAsCategoricals(configspace), **settings)
+    _model_ordinals(generator, configspace)
+    return generator
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space(SPACES / "synthetic.yaml").configspace
+
+
+@pytest.fixture(scope="module")
+def fitted_models(space):
+    """KDE models of hpbandster's generator after 60 results (random configurations, a fixed seed)
+    at budget 9: a good model of 9 points, a bad one of 51."""
+    space.seed(0)
+    generator = _generator(HpBandSterBOHB, space)
+    for i, config in enumerate(space.sample_configuration(60)):
+        job = Job((0, 0, i), config=dict(config), budget=9.0, working_directory=".")
+        good = config["optimizer"] == "sgd" and config["augmentation"] == "flip_jitter"
+        job.result = {"loss": abs(math.log10(config["lr"]) + 2) + (0 if good else 1)}
+        generator.new_result(job)
+    assert list(generator.kde_models) == [9.0]
+    return generator.kde_models
+
+
+def _with_models(cls, space, models, **settings):
+    generator = _generator(cls, space, **settings)
+    generator.kde_models = models  # the same fitted models for both samplers; sampling only reads them
+    return generator
+
+
+def _draw(generator, n: int, seed: int) -> list[tuple[dict, dict]]:
+    np.random.seed(seed)
+    generator.configspace.seed(seed)
+    return [generator.get_config(9) for _ in range(n)]
+
+
+def _assert_same_distribution(ours: list[dict], theirs: list[dict], space) -> None:
+    """KS per numeric hyperparameter (log-scaled ones in logs, inactive ones left out), chi-square
+    per choice (with 'inactive' as a level)."""
+    for h in space.values():
+        a = [c.get(h.name) for c in ours]
+        b = [c.get(h.name) for c in theirs]
+        if isinstance(h, (CS_FLOAT, CS_INT)):
+            a = np.array([v for v in a if v is not None], dtype=float)
+            b = np.array([v for v in b if v is not None], dtype=float)
+            if h.log:
+                a, b = np.log(a), np.log(b)
+            p = sps.ks_2samp(a, b).pvalue
+        else:
+            levels = sorted({repr(v) for v in a + b})
+            ca, cb = Counter(map(repr, a)), Counter(map(repr, b))
+            if len(levels) == 1:
+                continue
+            p = sps.chi2_contingency([[ca[v] for v in levels], [cb[v] for v in levels]])[1]
+        assert p > ALPHA, f"{h.name}: p = {p:.2g}"
+
+
+import ConfigSpace as CS  # noqa: E402
+
+CS_FLOAT, CS_INT = CS.UniformFloatHyperparameter, CS.UniformIntegerHyperparameter
+
+
+def test_kde_pdf_is_statsmodels_pdf(fitted_models):
+    np.random.seed(1)
+    for kde in (fitted_models[9.0]["good"], fitted_models[9.0]["bad"]):
+        points = np.vstack([kde.data, draw_candidates(kde, np.array([3, 0, 0, 0, 2, 0, 0]), 200, 3, 1e-3)])
+        with np.errstate(all="ignore"):
+            expected = kde.pdf(points)
+        np.testing.assert_allclose(kde_pdf(kde, points), expected, rtol=1e-10, atol=0, equal_nan=True)
+    # every kernel (c, u, o), a single-level unordered variable (its kernel is infinite off the level)
+    rng = np.random.default_rng(2)
+    data = np.column_stack([rng.random(30), rng.integers(0, 3, 30), rng.integers(0, 4, 30), np.zeros(30)])
+    kde = sm.nonparametric.KDEMultivariate(data=data, var_type="cuou", bw="normal_reference")
+    points = np.column_stack([rng.random(50), rng.integers(0, 3, 50), rng.integers(0, 4, 50), rng.integers(0, 2, 50)])
+    with np.errstate(all="ignore"):
+        expected = kde.pdf(points)
+    assert not np.isfinite(expected).all() and np.isfinite(expected).any()
+    np.testing.assert_allclose(kde_pdf(kde, points), expected, rtol=1e-10, atol=0, equal_nan=True)
+
+
+def _hpbandster_pick(good: list, bad: list):
+    """hpbandster's loop over candidates (its get_config), on precomputed l(x) and g(x)."""
+    best, best_index = np.inf, None
+    for i, (l, g) in enumerate(zip(good, bad)):
+        val = max(1e-32, g) / max(l, 1e-32)
+        if not np.isfinite(val) and np.isfinite(l):
+            return i
+        if val < best:
+            best, best_index = val, i
+    return best_index
+
+
+@pytest.mark.parametrize("good, bad", [
+    ([0.1, 0.5, 0.5, 0.2], [0.3, 0.5, 0.1, 0.1]),        # the smallest ratio, first of ties
+    ([0.1, 0.5, 2.0, 0.2], [0.3, 0.5, np.inf, 0.0]),     # an infinite g with a finite l stops the loop
+    ([0.0, 0.0, 0.0], [0.2, 0.0, 0.1]),                  # l below 1e-32 counts as 1e-32
+    ([np.nan, 0.3, 0.4], [0.1, np.nan, 0.9]),            # NaN l: NaN ratio, never kept; NaN g: 1e-32
+    ([np.nan, np.nan], [np.inf, np.nan]),                # nothing finite: None (a random configuration)
+    ([np.inf, 0.2], [np.inf, 0.1]),                      # inf / inf is NaN, and l is not finite
+])
+def test_pick_best_is_hpbandsters_choice(good, bad):
+    with np.errstate(all="ignore"):
+        assert pick_best(np.array(good, dtype=float), np.array(bad, dtype=float)) == _hpbandster_pick(good, bad)
+
+
+def test_candidates_have_hpbandsters_distribution(space, fitted_models):
+    """With one candidate per configuration, get_config returns the candidate itself: the draw
+    (a good-KDE point, truncated normals, kept or re-drawn levels) is compared directly."""
+    settings = dict(num_samples=1, random_fraction=0.0)
+    theirs = _draw(_with_models(HpBandSterBOHB, space, fitted_models, **settings), 1500, seed=3)
+    ours = _draw(_with_models(VectorizedBOHB, space, fitted_models, **settings), 1500, seed=4)
+    assert all(info["model_based_pick"] for _, info in ours)
+    _assert_same_distribution([c for c, _ in ours], [c for c, _ in theirs], space)
+    # the comparison sees a difference where there is one: narrower candidates
+    narrower = _draw(_with_models(VectorizedBOHB, space, fitted_models, num_samples=1, random_fraction=0.0,
+                                  bandwidth_factor=1), 1500, seed=5)
+    with pytest.raises(AssertionError, match="p = "):
+        _assert_same_distribution([c for c, _ in narrower], [c for c, _ in theirs], space)
+
+
+def test_proposals_have_hpbandsters_distribution(space, fitted_models):
+    """The whole proposal: 8 candidates, the best by l/g, one in three configurations random."""
+    theirs = _draw(_with_models(HpBandSterBOHB, space, fitted_models, num_samples=8), 600, seed=6)
+    ours = _draw(_with_models(VectorizedBOHB, space, fitted_models, num_samples=8), 600, seed=7)
+    _assert_same_distribution([c for c, _ in ours], [c for c, _ in theirs], space)
+    picks = [[sum(info["model_based_pick"] for _, info in s), sum(not info["model_based_pick"] for _, info in s)]
+             for s in (ours, theirs)]
+    assert sps.chi2_contingency(picks)[1] > ALPHA
+    for config, _ in ours:  # valid configurations of the space, inactive values left out
+        assert CS.Configuration(space, values=config) is not None
+        assert ("momentum" in config) == (config["optimizer"] == "sgd")
+
+
+def test_same_seed_same_proposals(space, fitted_models):
+    generator = _with_models(VectorizedBOHB, space, fitted_models)
+    assert _draw(generator, 20, seed=8) == _draw(generator, 20, seed=8)
+
+
+def test_service_bohb_installs_the_vectorised_generator_with_the_same_settings(space):
+    assert ServiceBOHB.config_generator_class is VectorizedBOHB
+
+    class Optimizer:
+        config_generator = HpBandSterBOHB(configspace=_OrdinalsAsCategoricals(space), top_n_percent=20, num_samples=32,
+                                          random_fraction=0.25, bandwidth_factor=2, min_bandwidth=0.01)
+
+    optimizer = Optimizer()
+    built = optimizer.config_generator
+    _install_generator(optimizer, VectorizedBOHB)
+    installed = optimizer.config_generator
+    assert type(installed) is VectorizedBOHB
+    for name in ("min_points_in_model", "top_n_percent", "num_samples", "random_fraction", "bw_factor",
+                 "min_bandwidth", "logger"):
+        assert getattr(installed, name) == getattr(built, name), name
+
+
+def test_entry_points_are_read_once_per_process(monkeypatch):
+    calls = []
+    real = hpo.jobs.entry_points
+
+    def counting(**kwargs):
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(hpo.jobs, "entry_points", counting)
+    hpo.jobs.registered_jobs.cache_clear()
+    try:
+        for _ in range(5):
+            hpo.jobs.load_job("synthetic")
+            hpo.jobs.job_problem("synthetic")
+        assert len(calls) == 1
+    finally:
+        hpo.jobs.registered_jobs.cache_clear()
+
+
+def test_a_worker_loads_its_job_once(monkeypatch, tmp_path):
+    loads = []
+    real = hpo.worker.load_job
+
+    def counting(name):
+        loads.append(name)
+        return real(name)
+
+    monkeypatch.setattr(hpo.worker, "load_job", counting)
+    worker = hpo.worker.JobWorker(hpo.worker.WorkerSettings(run_id="once", work_dir=str(tmp_path)), host="127.0.0.1")
+    config = {"model": "resnet50", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 32,
+              "augmentation": "none"}
+    for i in range(3):
+        result = worker.compute((0, 0, i), config=config, budget=1.0, working_directory=str(tmp_path),
+                                context={"job": "synthetic", "max_budget": 9, "min_budget": 1})
+        assert math.isfinite(result["loss"])
+    assert loads == ["synthetic"]
