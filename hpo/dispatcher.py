@@ -37,7 +37,7 @@ import hpbandster.core.master
 from hpbandster.core.dispatcher import Dispatcher, Job, Worker
 
 from hpo.jobs import failure
-from hpo.transport import CALL_TIMEOUT, nameserver_proxy
+from hpo.transport import CALL_TIMEOUT, ensure_registered, nameserver_proxy
 
 #: Errors a remote call to a worker or the nameserver may raise when the other side is gone.
 REMOTE_ERRORS = (Pyro4.errors.PyroError, OSError)
@@ -103,18 +103,12 @@ class ServiceDispatcher(Dispatcher):
     def _register_with_nameserver(self) -> bool:
         """Register (again) under this run's dispatcher name; False when the nameserver is unreachable."""
         try:
-            with nameserver_proxy(self.nameserver, self.nameserver_port) as ns:
-                try:
-                    if ns.lookup(self.pyro_id).asString() == self.uri:
-                        return True
-                except Pyro4.errors.NamingError:
-                    pass
-                ns.register(self.pyro_id, self.uri)
+            if ensure_registered((self.nameserver, self.nameserver_port), self.pyro_id, self.uri):
                 again = getattr(self, "_registered", False)
                 (self.logger.warning if again else self.logger.info)(
                     "DISPATCHER: registered %swith the nameserver as %s", "again " if again else "", self.pyro_id)
                 self._registered = True
-                return True
+            return True
         except REMOTE_ERRORS as exc:
             self.logger.warning("DISPATCHER: cannot reach the nameserver (%s); serving the known workers", exc)
             return False

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 import Pyro4.errors
 
-from hpo.transport import nameserver_proxy, proxy
+from hpo.transport import ensure_registered, nameserver_proxy, proxy
 
 logger = logging.getLogger("hpo.worker")
 
@@ -61,13 +61,8 @@ class Presence:
     def register(self) -> bool:
         """Make sure the name is registered; True when it was (re)registered just now."""
         try:
-            with nameserver_proxy(*self.nameserver) as ns:
-                try:
-                    if ns.lookup(self.name).asString() == self.uri:
-                        return False
-                except Pyro4.errors.NamingError:
-                    pass
-                ns.register(self.name, self.uri)
+            if not ensure_registered(self.nameserver, self.name, self.uri):
+                return False
         except REMOTE_ERRORS as exc:
             logger.info("nameserver %s:%d unreachable (%s)", *self.nameserver, exc)
             return False

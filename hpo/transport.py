@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Optional
 
 import Pyro4
+import Pyro4.errors
 import Pyro4.socketutil
 
 import hpo.pyro
@@ -174,6 +175,20 @@ def nameserver_proxy(host: str, port: int, timeout: float = CALL_TIMEOUT) -> Pyr
     """A proxy for the nameserver at ``host:port`` (no broadcast look-up, bounded calls)."""
     address = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return proxy(f"PYRO:Pyro.NameServer@{address}:{port}", timeout)
+
+
+def ensure_registered(nameserver: tuple[str, int], name: str, uri: str) -> bool:
+    """Register ``name`` → ``uri`` in the nameserver unless it is there already (a restarted
+    nameserver has forgotten every name); True when it was registered just now. Raises Pyro4's
+    errors (or OSError) when the nameserver cannot be reached."""
+    with nameserver_proxy(*nameserver) as ns:
+        try:
+            if ns.lookup(name).asString() == uri:
+                return False
+        except Pyro4.errors.NamingError:
+            pass
+        ns.register(name, uri)
+        return True
 
 
 def is_loopback(host: str) -> bool:
