@@ -8,7 +8,7 @@ plain Python or numpy scalars from ConfigSpace.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping, Optional
 
 from workers.errors import JobSetupError
@@ -16,6 +16,7 @@ from workers.errors import JobSetupError
 logger = logging.getLogger(__name__)
 
 OBJECTIVES = ("val_loss", "val_error")
+CACHE_CHOICES = ("auto", "off")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class ClassifierConfig:
     max_train_images: Optional[int] = None
     max_eval_images: Optional[int] = None  # caps validation and test sets (quick runs)
     strict_images: bool = False
+    decoded_cache: str = "auto"  # auto | off: decode each split once into a uint8 memory map
+    feature_cache: str = "auto"  # auto | off: frozen regime, backbone features computed once
+    feature_views: int = 4  # augmented views per training image in the feature cache
 
 
 def _as_bool(key: str, value: Any) -> bool:
@@ -86,6 +90,14 @@ def read_config(config: Mapping[str, Any]) -> ClassifierConfig:
     settings = ClassifierConfig(**values)
     if settings.objective not in OBJECTIVES:
         raise JobSetupError(f"objective {settings.objective!r}: must be one of {', '.join(OBJECTIVES)}")
+    for key in ("decoded_cache", "feature_cache"):  # YAML reads a bare off as false
+        word = {"false": "off", "no": "off", "true": "auto", "yes": "auto", "on": "auto"}.get(getattr(settings, key).lower())
+        if word:
+            settings = replace(settings, **{key: word})
+        if getattr(settings, key) not in CACHE_CHOICES:
+            raise JobSetupError(f"{key} {getattr(settings, key)!r}: must be one of {', '.join(CACHE_CHOICES)}")
+    if settings.feature_views < 1:
+        raise JobSetupError(f"feature_views {settings.feature_views}: must be at least 1")
     if settings.batch_size < 1:
         raise JobSetupError(f"batch_size {settings.batch_size}: must be at least 1")
     return settings

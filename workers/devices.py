@@ -2,13 +2,15 @@
 
 On CUDA a job uses autocast mixed precision (bfloat16 where the card supports it, else
 float16 with a gradient scaler), ``channels_last`` memory format, ``cudnn.benchmark`` and
-pinned host memory. On CPU none of these apply: training runs in float32.
+pinned host memory, and (``default_loader_workers``) loader processes take a share of the host's
+cores. On CPU none of these apply: training runs in float32 with loading inline.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import torch
 
@@ -62,6 +64,25 @@ def training_settings(device: torch.device, bf16_supported: Optional[bool] = Non
         cudnn_benchmark=True,
         pin_memory=True,
     )
+
+
+MAX_LOADER_WORKERS = 8
+
+
+def default_loader_workers(device: torch.device, cores: Optional[int] = None, gpus: Optional[int] = None) -> int:
+    """Loader processes for a job on ``device``: 0 on CPU (the cores train); on CUDA the host's
+    cores shared among its GPUs (one job each), less one for the training process, 1 to 8."""
+    if device.type != "cuda":
+        return 0
+    cores = cores if cores is not None else len(os.sched_getaffinity(0))
+    gpus = gpus if gpus is not None else max(torch.cuda.device_count(), 1)
+    return max(1, min(MAX_LOADER_WORKERS, cores // max(gpus, 1) - 1))
+
+
+def loader_workers(options: Optional[Mapping[str, Any]], device: torch.device) -> int:
+    """``options["loader_workers"]`` when set (0 included), else ``default_loader_workers(device)``."""
+    value = (options or {}).get("loader_workers")
+    return default_loader_workers(device) if value is None else int(value)
 
 
 def apply_global_settings(settings: TrainingSettings) -> None:

@@ -11,6 +11,10 @@ Augmentation choices (config key ``augmentation``):
 * ``flip_jitter``: RandomHorizontalFlip + ColorJitter(brightness, contrast, saturation 0.4)
 * ``flip_rotate``: RandomHorizontalFlip + RandomRotation(30)
 * ``all``: the union of both (the seed experiment's third configuration)
+
+The deterministic part (RGB, resize, center crop; ``decode_transform``) yields ``uint8`` tensors:
+:mod:`workers.decoded_cache` stores its output once per split, and :mod:`workers.batch_augment`
+augments and normalises whole batches of them (``normalize_batch``).
 """
 
 from __future__ import annotations
@@ -57,12 +61,26 @@ def _to_normalized_tensor() -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
+def _decode(image_size: int) -> list:
+    return [v2.Lambda(to_rgb), v2.ToImage(), *_resize(image_size)]
+
+
+def decode_transform(image_size: int) -> v2.Compose:
+    """PIL image -> ``uint8`` tensor (3, image_size, image_size): RGB, resized, center-cropped."""
+    return v2.Compose(_decode(image_size))
+
+
+def normalize_batch(images: torch.Tensor) -> torch.Tensor:
+    """``uint8`` images (..., 3, H, W) -> float32 in [0, 1], ImageNet-normalised (as the per-image path)."""
+    return v2.Compose(_to_normalized_tensor())(images)
+
+
 def train_transform(image_size: int, augmentation: str = "none") -> v2.Compose:
     """Transform for training images: resize and crop, then the augmentation, then normalise."""
     augment = _augmentation(augmentation)
-    return v2.Compose([v2.Lambda(to_rgb), v2.ToImage(), *_resize(image_size), *augment, *_to_normalized_tensor()])
+    return v2.Compose([*_decode(image_size), *augment, *_to_normalized_tensor()])
 
 
 def eval_transform(image_size: int) -> v2.Compose:
     """Deterministic transform for validation and test images."""
-    return v2.Compose([v2.Lambda(to_rgb), v2.ToImage(), *_resize(image_size), *_to_normalized_tensor()])
+    return v2.Compose([*_decode(image_size), *_to_normalized_tensor()])
