@@ -11,7 +11,9 @@ all while the master holds its lock.
 calls over the whole (candidates × dimensions) array, and evaluates both KDEs at every candidate at
 once with the same product kernels statsmodels uses (Gaussian for continuous, Aitchison-Aitken for
 unordered, Wang-Ryzin for ordered variables; the same bandwidths and level counts). Everything else
-is hpbandster's: model fitting (``new_result``), ``random_fraction``, ``bandwidth_factor``,
+is hpbandster's: model fitting (``new_result``; its imputation of inactive values, a Python loop over
+the rows that grew with the results of the largest budget, is vectorised too: :func:`impute_conditional`),
+``random_fraction``, ``bandwidth_factor``,
 ``min_bandwidth``, the choice of the best candidate (the first minimum of ``max(1e-32, g) /
 max(l, 1e-32)``, or the first candidate whose ratio is not finite while ``l`` is), and the
 fallbacks to a random configuration. Random numbers come from numpy's global generator, as in
@@ -112,8 +114,45 @@ def pick_best(good: np.ndarray, bad: np.ndarray) -> int | None:
     return int(np.argmin(np.where(finite, ratio, np.inf)))
 
 
+def impute_conditional(array: np.ndarray, vartypes: np.ndarray) -> np.ndarray:
+    """hpbandster's ``impute_conditional_data``, all rows at once: a NaN (an inactive value) is filled
+    from a donor row drawn uniformly among the rows where that column is set, the donor filling every
+    column still NaN in the row; the row's first NaN column picks the donors, round after round, until
+    no NaN is left. A column set in no row gets a uniform value (a uniform level when discrete).
+    hpbandster's loop stops when the only NaN left is in column 0 (``np.any`` of the NaN indices
+    [0] is false); so does this."""
+    out = np.array(array, dtype=float, copy=True)
+    if out.ndim != 2 or out.shape[0] == 0:
+        return out
+    finite = np.isfinite(out)
+    for _ in range(out.shape[1] + 1):
+        missing = np.isnan(out)
+        pending = np.flatnonzero(missing[:, 1:].any(axis=1))
+        if pending.size == 0:
+            break
+        first = missing[pending].argmax(axis=1)
+        for column in np.unique(first):
+            rows = pending[first == column]
+            donors = np.flatnonzero(finite[:, column])
+            if donors.size:
+                picked = np.asarray(array, dtype=float)[np.random.choice(donors, size=rows.size)]
+                block = out[rows]
+                holes = np.isnan(block)
+                block[holes] = picked[holes]
+                out[rows] = block
+            elif vartypes[column] == 0:
+                out[rows, column] = np.random.rand(rows.size)
+            else:
+                out[rows, column] = np.random.randint(vartypes[column], size=rows.size)
+    return out
+
+
 class VectorizedBOHB(HpBandSterBOHB):
-    """hpbandster's BOHB config generator with :meth:`get_config` vectorised (same distribution)."""
+    """hpbandster's BOHB config generator with :meth:`get_config` and the imputation of inactive
+    values before each model fit vectorised (same distributions)."""
+
+    def impute_conditional_data(self, array):
+        return impute_conditional(array, self.vartypes)
 
     def _categorical_mask(self) -> np.ndarray:
         cached = getattr(self, "_categorical_cache", None)

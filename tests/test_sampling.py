@@ -1,11 +1,13 @@
 """BOHB's vectorised sampling (hpo.sampling) proposes what hpbandster's own config generator does,
-in distribution; and jobs are resolved once per process, not once per job."""
+and imputes inactive values before a model fit as it does, in distribution; jobs are resolved once
+per process, not once per job."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
 
+import ConfigSpace as CS
 import numpy as np
 import pytest
 import scipy.stats as sps
@@ -23,6 +25,7 @@ from tests.conftest import SPACES
 #: p-value under which two samples count as from different distributions. Every test draws at a
 #: fixed seed, so the outcome is fixed; the threshold only has to leave room for many comparisons.
 ALPHA = 1e-3
+CS_FLOAT, CS_INT = CS.UniformFloatHyperparameter, CS.UniformIntegerHyperparameter
 
 
 def _generator(cls, configspace, **settings):
@@ -82,11 +85,6 @@ def _assert_same_distribution(ours: list[dict], theirs: list[dict], space) -> No
                 continue
             p = sps.chi2_contingency([[ca[v] for v in levels], [cb[v] for v in levels]])[1]
         assert p > ALPHA, f"{h.name}: p = {p:.2g}"
-
-
-import ConfigSpace as CS  # noqa: E402
-
-CS_FLOAT, CS_INT = CS.UniformFloatHyperparameter, CS.UniformIntegerHyperparameter
 
 
 def test_kde_pdf_is_statsmodels_pdf(fitted_models):
@@ -218,3 +216,58 @@ def test_a_worker_loads_its_job_once(monkeypatch, tmp_path):
                                 context={"job": "synthetic", "max_budget": 9, "min_budget": 1})
         assert math.isfinite(result["loss"])
     assert loads == ["synthetic"]
+
+
+def test_imputation_has_hpbandsters_distribution():
+    """Inactive values (NaN) are filled as hpbandster's impute_conditional_data fills them: from a
+    donor row among those where the column is set (a donor with NaNs of its own leaves them for a
+    next round), uniformly when no row sets the column; a row whose only NaN is in column 0 keeps it
+    (hpbandster's loop quirk). Compared cell by cell over repeated imputations."""
+    rng = np.random.default_rng(9)
+    n = 24
+    data = np.column_stack([rng.random(n), rng.random(n), rng.integers(0, 3, n).astype(float),
+                            np.full(n, np.nan), np.full(n, np.nan), rng.random(n)])
+    data[::2, 1] = np.nan          # conditional on something: half the rows
+    data[::3, 2] = np.nan          # some of them inactive together with column 1
+    data[1::4, 5] = np.nan
+    data[5, :] = [np.nan, 0.5, 1, np.nan, np.nan, 0.5]  # column 0 NaN as well as others
+    data[7, :] = [np.nan, 0.5, 1, 0.5, 1, 0.5]          # only column 0 NaN: left as it is
+    data[9, 3:5] = [0.25, 2]                             # columns 3 and 4: set in rows 7 and 9 only
+    vartypes = np.array([0, 0, 3, 0, 4, 0])
+    ours, theirs = _impute_both(data, vartypes, repeats=300)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+    assert np.isnan(ours[:, 7, 0]).all() and not np.isnan(ours[:, 5]).any()
+    set_cells = np.isfinite(data)
+    assert (ours[:, set_cells] == data[set_cells]).all()
+    for row, column in zip(*np.nonzero(np.isnan(data))):
+        a, b = ours[:, row, column], theirs[:, row, column]
+        if np.isnan(a).all():
+            continue
+        levels = np.unique(np.concatenate([a, b]))
+        if len(levels) > 12:  # uniform draws (no donor), continuous
+            p = sps.ks_2samp(a, b).pvalue
+        elif len(levels) == 1:
+            continue
+        else:
+            p = sps.chi2_contingency([[np.sum(a == v) for v in levels], [np.sum(b == v) for v in levels]])[1]
+        assert p > ALPHA, f"cell ({row}, {column}): p = {p:.2g}"
+    # columns set in no row: uniform values, uniform levels
+    data = np.column_stack([rng.random(n), np.full(n, np.nan), np.full(n, np.nan)])
+    ours, theirs = _impute_both(data, np.array([0, 0, 4]), repeats=100)
+    assert not np.isnan(ours).any() and (ours[:, :, 0] == data[:, 0]).all()
+    assert sps.ks_2samp(ours[:, :, 1].ravel(), theirs[:, :, 1].ravel()).pvalue > ALPHA
+    levels = [[np.sum(x[:, :, 2] == v) for v in range(4)] for x in (ours, theirs)]
+    assert sps.chi2_contingency(levels)[1] > ALPHA
+
+
+def _impute_both(data: np.ndarray, vartypes: np.ndarray, repeats: int) -> tuple[np.ndarray, np.ndarray]:
+    from types import SimpleNamespace
+
+    from hpo.sampling import impute_conditional
+
+    np.random.seed(10)
+    theirs = np.stack([HpBandSterBOHB.impute_conditional_data(SimpleNamespace(vartypes=vartypes), data)
+                       for _ in range(repeats)])
+    np.random.seed(11)
+    ours = np.stack([impute_conditional(data, vartypes) for _ in range(repeats)])
+    return ours, theirs
