@@ -6,7 +6,10 @@
 # 1. Installs and starts a Docker engine if none answers (tests/docker/setup_engine.sh).
 # 2. Builds local stand-ins for the registry base images (tests/docker/build_base_images.sh;
 #    cached: images in the engine, tarball and wheelhouse under $HPO_CI_CACHE).
-# 3. Builds the master and worker images from docker/Dockerfile with docker compose.
+# 3. Builds the master and worker images from docker/Dockerfile with docker compose, then runs
+#    tests/docker/test_gpu_locks.sh in the worker image: workers of two uids (1000, 1001) claim
+#    GPUs (HPO_GPU_COUNT stands in for them) through one lock volume, free ones and released
+#    ones, and a lock they cannot use is a one-line warning, never an exit.
 # 4. Run "clean" (docker-compose.yml + docker-compose.cpu.yml): the one-shot `certs` service
 #    makes the certificates into the volume `tls`, then master (+ nameserver) and 2 workers on
 #    the quickstart space, all over mutual TLS. While it runs, the TLS is checked for real
@@ -18,8 +21,14 @@
 # 5. Run "kill", the several-machines recipe on one machine (+ docker-compose.distributed.yml):
 #    `run --rm certs` makes the certificates into a host directory (HPO_TLS_HOST_DIR), `up
 #    master`, then `up --no-deps --scale worker=2 worker`, as on separate machines; the same TLS
-#    checks; one worker container is killed mid-run; the run must still finish (the killed
-#    worker's job may be logged as crashed) and the master exit 0.
+#    checks. Mid-run, the hpo worker process inside one worker container gets SIGKILL from the
+#    host, as from the kernel's OOM killer (best while it runs a job): its container must be
+#    restarted by compose (RestartCount > 0, a second worker start in its log, under a new
+#    name). Then the other worker's whole container is killed (docker kill). The run must still
+#    finish, the master exit 0, every job be logged with a finite loss (a lost job runs again:
+#    attempts.json has a line per lost attempt, and the job's result comes from a later
+#    attempt), and the results' info.worker names be distinct per worker start (the replicas
+#    share the host network, hence hostname and often pid) and traceable to their containers.
 # 6. Run "stop": back on the volume of run "clean" (its certificates are reused, not remade);
 #    `docker compose stop` mid-run; every container must end on SIGTERM (not be killed after
 #    the grace period).
@@ -48,6 +57,7 @@ log() { echo "[smoke_test] $(date +%T) $*" >&2; }
 # master image, which has hpo and its dependencies (the host Python need not).
 PYTHON="${HPO_PYTHON:-python3}"
 MASTER_IMAGE=hpo-smoke-master:latest   # as named in docker-compose.smoke.yml
+WORKER_IMAGE=hpo-smoke-worker:latest
 
 # --- engine and base images ----------------------------------------------------------------
 engine_was_running=0
@@ -113,6 +123,15 @@ log "building the master and worker images"
 compose build master worker >"$LOG_DIR/build.log" 2>&1 \
     || { tail -40 "$LOG_DIR/build.log" >&2; exit 1; }
 
+# GPU locks under two uids, without a GPU (tests/docker/test_gpu_locks.sh): in the worker image,
+# with its installed entrypoint, dash, flock and setpriv, on a fresh volume at /run/hpo (mode
+# from the image, as the volume gpu-locks gets it; anonymous, so --rm deletes it). As root in
+# the container, to switch between the uids; no network. About a second.
+log "GPU locks: two uids, one lock volume (tests/docker/test_gpu_locks.sh in the worker image)"
+timeout 120 docker run --rm --network none --user 0:0 --entrypoint bash \
+    -v "$HERE/test_gpu_locks.sh:/opt/test_gpu_locks.sh:ro" -v /run/hpo \
+    "$WORKER_IMAGE" /opt/test_gpu_locks.sh /usr/local/bin/hpo-entrypoint /run/hpo
+
 # planned_jobs RUN_ID: the job count the master logged at start.
 planned_jobs() {
     local counts
@@ -136,12 +155,12 @@ wait_for_master() {
     log "run $1: master exited 0"
 }
 
-# check_run RUN_ID MAX_CRASHED
+# check_run RUN_ID MAX_CRASHED [CHECK_RESULTS_OPTIONS...]
 check_run() {
     local jobs
     jobs="$(planned_jobs)"
     [ -n "$jobs" ] || { log "run $1: the master did not log its job count"; return 1; }
-    "$PYTHON" "$HERE/check_results.py" "$HPO_RESULTS_DIR/$1" --jobs "$jobs" --max-crashed "$2"
+    "$PYTHON" "$HERE/check_results.py" "$HPO_RESULTS_DIR/$1" --jobs "$jobs" --max-crashed "$2" "${@:3}"
     timeout 300 docker run --rm --network none --user "$HPO_UID:$HPO_GID" \
         -v "$HPO_RESULTS_DIR/$1:/workspace/results/$1:ro" \
         "$MASTER_IMAGE" hpo-report "/workspace/results/$1" --top 3 >"$LOG_DIR/$1.report.txt"
@@ -212,7 +231,61 @@ wait_for_results() {
     return 1
 }
 
-# --- run 2: the several-machines recipe, one worker killed mid-run -------------------------
+# --- run 2: the several-machines recipe; a worker process OOM-killed, a worker container killed -
+# wait_for_result_workers RUN_ID N: block (bounded) until results.json has results of N distinct
+# workers (info.worker), so that each replica is in the results before any is killed.
+wait_for_result_workers() {
+    local file="$HPO_RESULTS_DIR/$1/results.json" count=0
+    for _ in $(seq "$RUN_TIMEOUT"); do
+        count="$("$PYTHON" -c 'import json, sys
+names = set()
+for line in open(sys.argv[1]):
+    try:  # a line being written may be incomplete
+        names.add(((json.loads(line)[3] or {}).get("info") or {}).get("worker"))
+    except ValueError:
+        pass
+print(len(names - {None}))' "$file" 2>/dev/null)" || count=0
+        [ "$count" -ge "$2" ] && return 0
+        sleep 1
+    done
+    log "run $1: results of $count distinct workers after ${RUN_TIMEOUT}s, expected $2"
+    return 1
+}
+
+# worker_starts CONTAINER: how many times the hpo worker in it announced itself (one per start).
+worker_starts() {
+    docker logs "$1" 2>&1 | grep -c ' for run .* serving on ' || true
+}
+
+# worker_busy CONTAINER: its (latest) hpo worker is running a job: more job starts than jobs done
+# in its log since that worker's last start.
+worker_busy() {
+    docker logs "$1" 2>&1 | awk '
+        / for run .* serving on / { began = 0; done = 0 }
+        /: [^ ]* at budget /      { began++ }
+        / done: loss /            { done++ }
+        END { exit !(began > done) }'
+}
+
+# hpo_worker_pid CONTAINER: the host pid of the `hpo worker` process in it (a child of the
+# container's init, docker-init under `init: true`), checked by its command line.
+hpo_worker_pid() {
+    local init pid cmdline
+    init="$(docker inspect -f '{{.State.Pid}}' "$1")"
+    for pid in $(cat /proc/"$init"/task/*/children 2>/dev/null) "$init"; do
+        cmdline="$(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null)" || continue
+        if [[ "$cmdline" == *"hpo worker"* ]]; then
+            echo "$pid"
+            return 0
+        fi
+    done
+    return 1
+}
+
+master_running() {
+    [ "$(docker inspect -f '{{.State.Running}}' "$(compose ps -a -q master)" 2>/dev/null)" = true ]
+}
+
 export HPO_RUN_ID=smoke-kill HPO_ITERATIONS=1
 COMPOSE_FILES=("${SEVERAL_HOSTS[@]}")
 log "run $HPO_RUN_ID: docker-compose.distributed.yml: certs into $HPO_TLS_HOST_DIR, up master, then the workers"
@@ -225,15 +298,46 @@ wait_healthy master
 compose up -d --no-build --no-deps --scale worker=2 worker >>"$LOG_DIR/up-$HPO_RUN_ID.log" 2>&1 \
     || { cat "$LOG_DIR/up-$HPO_RUN_ID.log" >&2; exit 1; }
 check_tls "$HPO_RUN_ID" "$HPO_TLS_HOST_DIR"
-log "run $HPO_RUN_ID: docker kill one worker once jobs are flowing"
 wait_for_results "$HPO_RUN_ID" 2
+wait_for_result_workers "$HPO_RUN_ID" 2
 workers="$(compose ps -q worker)"     # (no `| head`: SIGPIPE would fail the pipeline)
-victim="${workers%%$'\n'*}"
-[ -n "$victim" ] || { log "no worker container to kill"; exit 1; }
-log "killing worker container ${victim:0:12}"
-docker kill "$victim" >/dev/null
+read -r -d '' oom_victim other <<<"$workers" || true
+[ -n "$oom_victim" ] && [ -n "$other" ] || { log "run $HPO_RUN_ID: expected 2 worker containers, got: $workers"; exit 1; }
+
+# a. as the kernel's OOM killer does: SIGKILL to the hpo worker process inside the container, from
+#    the host, best while it runs a job. Its container exits 137, and `restart: on-failure` must
+#    bring it back, under a new worker name; the job runs again (the master retries lost jobs).
+for _ in $(seq 300); do worker_busy "$oom_victim" && break; sleep 0.2; done
+pid="$(hpo_worker_pid "$oom_victim")" || { log "run $HPO_RUN_ID: no hpo worker process in ${oom_victim:0:12}"; exit 1; }
+log "run $HPO_RUN_ID: SIGKILL to the hpo worker process in container ${oom_victim:0:12} (host pid $pid$(worker_busy "$oom_victim" && echo ', running a job')), as an OOM kill"
+kill -KILL "$pid"
+for _ in $(seq 180); do [ "$(worker_starts "$oom_victim")" -ge 2 ] && break; sleep 1; done
+restarts="$(docker inspect -f '{{.RestartCount}}' "$oom_victim")"
+if [ "$restarts" -lt 1 ] || [ "$(worker_starts "$oom_victim")" -lt 2 ]; then
+    log "run $HPO_RUN_ID: container ${oom_victim:0:12} was not restarted after the kill (RestartCount $restarts, state $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$oom_victim"))"
+    exit 1
+fi
+log "run $HPO_RUN_ID: compose restarted ${oom_victim:0:12} (RestartCount $restarts) and its worker is serving again"
+
+# b. as before: the other worker's whole container killed mid-run (docker kill)
+if master_running; then
+    for _ in $(seq 100); do worker_busy "$other" && break; sleep 0.2; done
+    log "run $HPO_RUN_ID: docker kill worker container ${other:0:12}$(worker_busy "$other" && echo ', running a job')"
+    docker kill "$other" >/dev/null
+else
+    log "run $HPO_RUN_ID: the run ended before the second kill (docker kill of ${other:0:12}): skipped"
+fi
 wait_for_master "$HPO_RUN_ID"
-check_run "$HPO_RUN_ID" 1
+log "run $HPO_RUN_ID: RestartCount ${oom_victim:0:12}: $(docker inspect -f '{{.RestartCount}}' "$oom_victim"), ${other:0:12}: $(docker inspect -f '{{.RestartCount}}' "$other")"
+worker_logs=()
+for container in $oom_victim $other; do
+    docker logs "$container" >"$LOG_DIR/$HPO_RUN_ID-worker-${container:0:12}.log" 2>&1
+    worker_logs+=(--worker-log "$LOG_DIR/$HPO_RUN_ID-worker-${container:0:12}.log")
+done
+# every job logged with a finite loss (lost jobs ran again: none crashed), names unique per
+# worker start, and the OOM-killed worker's job (if it had one) in attempts.json and run again
+check_run "$HPO_RUN_ID" 0 "${worker_logs[@]}" \
+    --oom-killed-log "$LOG_DIR/$HPO_RUN_ID-worker-${oom_victim:0:12}.log"
 compose down --timeout 20 >/dev/null 2>&1
 
 # --- run 3: docker compose stop mid-run ends every process by SIGTERM, not SIGKILL ----------
