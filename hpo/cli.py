@@ -71,6 +71,34 @@ def _add_recovery_flags(parser: argparse.ArgumentParser) -> None:
                             "its run.json; no SPACE argument)")
 
 
+def _add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("checkpoints (a promoted configuration continues from its checkpoint)")
+    group.add_argument("--checkpoint-dir", metavar="DIR",
+                       help="keep checkpoints in DIR/<run-id>, e.g. on a file system every worker shares "
+                            "(default: RESULTS/checkpoints; workers must allow DIR with their own --checkpoint-dir)")
+    group.add_argument("--keep-checkpoints", choices=["best", "all", "none"], default=None,
+                       help="what is kept when the run finishes: the best configuration's model at the highest "
+                            "budget (default), every configuration's latest checkpoint, or nothing")
+    group.add_argument("--no-checkpoints", action="store_true",
+                       help="no checkpoints: every budget trains from scratch")
+
+
+def _checkpoint_settings(args: argparse.Namespace, resume) -> dict:
+    """MasterSettings fields from the checkpoint flags (a resumed run keeps those of its run.json)."""
+    given = [flag for flag, value in (("--checkpoint-dir", args.checkpoint_dir),
+                                      ("--keep-checkpoints", args.keep_checkpoints),
+                                      ("--no-checkpoints", args.no_checkpoints)) if value]
+    if resume is not None:
+        if given:
+            raise UserError(f"{given[0]}: a resumed run keeps the checkpoint settings in its run.json")
+        return {}
+    if args.no_checkpoints and len(given) > 1:
+        raise UserError(f"--no-checkpoints and {given[0] if given[0] != '--no-checkpoints' else given[1]}: "
+                        f"choose one")
+    return {"checkpoints": not args.no_checkpoints, "checkpoint_dir": args.checkpoint_dir,
+            "keep_checkpoints": args.keep_checkpoints or "best"}
+
+
 def _add_worker_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("worker")
     group.add_argument("--device", help="torch device, e.g. cuda:1 (default: CUDA when available, else CPU)")
@@ -124,10 +152,10 @@ def _budget(space, args):
 
 
 def _master_settings(space, args, run_id: str, results: str, nameserver: tuple[str, int], host: Optional[str],
-                     min_workers: int):
+                     min_workers: int, resume=None):
     from hpo.master import MasterSettings
 
-    return MasterSettings(
+    return MasterSettings(**_checkpoint_settings(args, resume),
         run_id=run_id, results_dir=results, nameserver_host=nameserver[0], nameserver_port=nameserver[1], host=host,
         budget=_budget(space, args), optimizer=args.optimizer or "bohb", min_workers=min_workers, seed=args.seed,
         ping_interval=args.ping_interval, show_progress=not args.no_progress, transport=_transport(args),
@@ -181,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hpo.launcher import run_local
 
     space, run_id, results, resume = _space_and_run(args)
-    settings = _master_settings(space, args, run_id, results, ("127.0.0.1", 0), "127.0.0.1", args.workers)
+    settings = _master_settings(space, args, run_id, results, ("127.0.0.1", 0), "127.0.0.1", args.workers, resume)
     worker_args = ["--space", args.space] if args.space else ["--job", space.job]
     if args.data_root:
         worker_args += ["--data-root", args.data_root]
@@ -189,6 +217,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         worker_args += ["--loader-workers", str(args.loader_workers)]
     if args.strict_images:
         worker_args += ["--strict-images"]
+    if args.checkpoint_dir:
+        worker_args += ["--checkpoint-dir", args.checkpoint_dir]
     if args.job:
         from hpo.jobs import job_problem
 
@@ -209,6 +239,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                         resume=resume)
     print(f"run {summary.run_id}: {summary.jobs} jobs ({summary.failed} failed), best loss "
           f"{'-' if summary.best_loss is None else f'{summary.best_loss:.4g}'}; results in {summary.results_dir}")
+    if summary.best_model:
+        print(f"best model: {summary.best_model}")
     print(f"next: hpo-report {summary.results_dir}")
     return 0
 
@@ -220,7 +252,7 @@ def cmd_master(args: argparse.Namespace) -> int:
         raise UserError("--run-id is needed (the name workers use to find this master)")
     space, run_id, results, resume = _space_and_run(args)
     settings = _master_settings(space, args, run_id, results, parse_address(args.nameserver), args.host,
-                                args.min_workers)
+                                args.min_workers, resume)
     settings.nameserver_timeout = args.connect_timeout
     summary = run_master(space, settings, resume=resume)
     print(f"run {summary.run_id}: {summary.jobs} jobs ({summary.failed} failed); results in {summary.results_dir}")
@@ -239,6 +271,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     run_worker(WorkerSettings(
         run_id=_check_run_id(args.run_id), nameserver_host=host, nameserver_port=port, host=args.host, job=args.job,
         space_job=space_job, device=args.device, data_root=args.data_root, work_dir=args.work_dir,
+        checkpoint_dir=args.checkpoint_dir,
         options=_worker_options(args), nameserver_timeout=args.connect_timeout, transport=_transport(args),
         master_timeout=args.master_timeout,
     ))
@@ -356,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results directory (default: results/<run-id>)")
     _add_budget_flags(p)
     _add_recovery_flags(p)
+    _add_checkpoint_flags(p)
     _add_worker_flags(p)
     _add_transport_flags(p, run=True)
     p.set_defaults(func=cmd_run)
@@ -370,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to wait for the nameserver")
     _add_budget_flags(p)
     _add_recovery_flags(p)
+    _add_checkpoint_flags(p)
     _add_transport_flags(p)
     p.set_defaults(func=cmd_master)
 
@@ -382,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "outside it are refused (default: ./results)")
     p.add_argument("--space", help="search-space YAML whose job this worker may run (besides --job and the "
                                    "installed hpo.jobs)")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="where the master's checkpoint directory may lie besides the work root (the master's "
+                        "--checkpoint-dir, on a shared file system)")
     p.add_argument("--connect-timeout", type=float, default=300.0, help="seconds to wait for the nameserver")
     p.add_argument("--master-timeout", type=float, default=600.0,
                    help="seconds to wait for a master that is gone (e.g. to be resumed) before exiting 0 "

@@ -55,8 +55,14 @@ class JobContext:
     seed: int = 0
     device: Optional[str] = None  # None: pick CUDA when available, else CPU
     data_root: Optional[str] = None  # None: the job's default (HPO_DATA_ROOT or ~/.cache/hpo/data)
-    working_directory: str = "."  # per-run scratch space (checkpoints) shared by the run's jobs
+    working_directory: str = "."  # per-run scratch space shared by the run's jobs
     options: Mapping[str, Any] = field(default_factory=dict)  # worker-side settings, e.g. loader workers
+    #: This configuration's checkpoint directory (``<checkpoint root>/<i>_<j>_<k>``, see
+    #: :mod:`hpo.checkpoints`), shared by the run's workers; None: the job keeps no checkpoints.
+    #: A job continues from the latest checkpoint there that fits its budget and writes one per epoch.
+    checkpoint_dir: Optional[str] = None
+    #: The budget this configuration finished before in this run (so a checkpoint is expected), or None.
+    previous_budget: Optional[float] = None
 
     def to_dict(self) -> dict:
         return asdict(self)

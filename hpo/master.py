@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from hpo.attempts import AttemptsLog
+from hpo.checkpoints import DEFAULT_KEEP, DEFAULT_SUBDIRECTORY, KEEP_POLICIES, CheckpointKeeper
 from hpo.dispatcher import DEFAULT_MAX_RETRIES
 from hpo.errors import RunFailed, UserError
 from hpo.master_loop import RunStopped
@@ -51,6 +52,18 @@ class MasterSettings:
     show_progress: bool = True
     max_retries: int = DEFAULT_MAX_RETRIES  # reruns of a job whose worker died
     transport: Transport = field(default_factory=Transport)
+    checkpoints: bool = True  # False: jobs keep no checkpoints and train every budget from scratch
+    checkpoint_dir: Optional[str] = None  # None: RESULTS/checkpoints; else DIR/<run id> (a shared file system)
+    keep_checkpoints: str = DEFAULT_KEEP  # at the end of the run: best, all or none
+
+
+def checkpoint_root(settings: MasterSettings) -> Optional[str]:
+    """The absolute directory of the run's checkpoints (see :mod:`hpo.checkpoints`), or None."""
+    if not settings.checkpoints:
+        return None
+    if settings.checkpoint_dir:
+        return os.path.join(os.path.abspath(settings.checkpoint_dir), settings.run_id)
+    return os.path.join(os.path.abspath(settings.results_dir), DEFAULT_SUBDIRECTORY)
 
 
 @dataclass
@@ -61,6 +74,7 @@ class RunSummary:
     failed: int
     best_loss: Optional[float]
     best_config_id: Optional[tuple]
+    best_model: Optional[str] = None  # the kept checkpoint of the best configuration (--keep-checkpoints)
 
 
 def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["RunToResume"] = None) -> RunSummary:
@@ -71,6 +85,8 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
     :mod:`hpo.resume`), the run in that directory continues and its log is appended to."""
     if settings.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {settings.optimizer!r}")
+    if settings.keep_checkpoints not in KEEP_POLICIES:
+        raise UserError(f"--keep-checkpoints {settings.keep_checkpoints!r}: must be one of {', '.join(KEEP_POLICIES)}")
     budget = settings.budget
     seed = space.seed if settings.seed is None else settings.seed
     configure(settings.transport)
@@ -99,6 +115,8 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
             "min_workers": settings.min_workers,
             "max_retries": settings.max_retries,
             "seed": seed,
+            "checkpoint_root": checkpoint_root(settings),
+            "keep_checkpoints": settings.keep_checkpoints,
             "master_host": socket.gethostname(),
             "started_at": start["at"],
             "starts": [start],
@@ -127,6 +145,10 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
         "eta": budget.eta,
         "seed": seed,
     }
+    # a resumed run keeps its checkpoints where they are (none for a run from before checkpoints)
+    root = metadata.get("checkpoint_root")
+    if root:
+        job_context["checkpoint_root"] = root
     optimizer = make_optimizer(
         settings.optimizer,
         configspace=space.configspace,
@@ -145,6 +167,9 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
         max_retries=settings.max_retries,
         attempt_logger=attempts.record,
     )
+    if root:
+        optimizer.checkpoint_keeper = CheckpointKeeper(root, metadata.get("keep_checkpoints", DEFAULT_KEEP),
+                                                       budget.max_budget)
     iterations_left = budget.iterations
     if resume is not None:
         from hpo.resume import restore_iterations, resume_summary
@@ -170,6 +195,9 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
         status = "finished"
         if counts.finished and counts.failed == counts.finished:
             status, reason = "failed", f"every job failed ({counts.failed}); see hpo-report {results_dir}"
+        best_model = _keep_checkpoints(optimizer)
+        if best_model is not None:
+            metadata["best_model"] = best_model
     except RunStopped as exc:
         status, reason = "failed", str(exc)
     finally:
@@ -187,7 +215,25 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
     logger.info("run %s finished: %d jobs (%d failed), best loss %s; results in %s", settings.run_id,
                 counts.finished, counts.failed, "-" if counts.best_loss is None else f"{counts.best_loss:.4g}",
                 results_dir)
-    return RunSummary(settings.run_id, results_dir, counts.finished, counts.failed, counts.best_loss, incumbent)
+    kept = metadata.get("best_model") or {}
+    return RunSummary(settings.run_id, results_dir, counts.finished, counts.failed, counts.best_loss, incumbent,
+                      kept.get("path") or kept.get("directory"))
+
+
+def _keep_checkpoints(optimizer) -> Optional[dict]:
+    """Apply the keep policy at the end of a run; the kept best model for ``run.json``, or None."""
+    keeper = optimizer.checkpoint_keeper
+    if keeper is None:
+        return None
+    try:
+        best = keeper.finish(optimizer.iterations)
+    except Exception:  # the run's results matter more than its housekeeping
+        logger.exception("checkpoint housekeeping at the end of the run failed")
+        return None
+    if best is not None:
+        logger.info("best model (config %s, loss %.4g at budget %g): %s", tuple(best["config_id"]), best["loss"],
+                    best["budget"], best["path"] or best["directory"])
+    return best
 
 
 def _shut_down(optimizer, timeout: float = SHUTDOWN_TIMEOUT) -> None:

@@ -16,12 +16,17 @@ What changes, and why:
   user's input, not the training), the run stops with that reason instead of failing every job;
 * jobs whose worker died run again (:mod:`hpo.dispatcher`); each lost attempt goes to
   ``attempt_logger`` and the final result's ``info`` says which attempt it came from;
-* the master reports **progress** (iteration, jobs finished/running/queued, best loss).
+* the master reports **progress** (iteration, jobs finished/running/queued, best loss);
+* **checkpoints**: a job's context says which lower budget its configuration finished already
+  (``previous_budget``: the job continues from that checkpoint), and after every step of the
+  loop the :class:`~hpo.checkpoints.CheckpointKeeper` (when set) deletes the checkpoints of the
+  configurations that can no longer be promoted.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import threading
 import time
@@ -30,6 +35,7 @@ from typing import Callable, Optional
 
 from hpbandster.core.result import Result
 
+from hpo.checkpoints import CheckpointKeeper
 from hpo.jobs import is_failure
 
 #: Failure reasons that mean the user's input is wrong rather than the training (diverged, oom).
@@ -59,6 +65,7 @@ class ServiceMaster:
 
     stop_reason: Optional[str] = None
     attempt_logger: Optional[Callable] = None
+    checkpoint_keeper: Optional[CheckpointKeeper] = None
 
     def _setup_service(self, job_context: dict, n_iterations: int, max_retries: int,
                        attempt_logger: Optional[Callable] = None) -> None:
@@ -72,10 +79,33 @@ class ServiceMaster:
     # --- jobs in, results out -----------------------------------------------------------------
 
     def _submit_job(self, config_id, config, budget) -> None:
+        context = self.job_context
+        previous = self._previous_budget(config_id, budget)
+        if previous is not None:
+            context = {**context, "previous_budget": previous}
         with self.thread_cond:
             self.dispatcher.submit_job(config_id, config=config, budget=budget,
-                                       working_directory=self.working_directory, context=self.job_context)
+                                       working_directory=self.working_directory, context=context)
             self.num_running_jobs += 1
+
+    def _previous_budget(self, config_id, budget) -> Optional[float]:
+        """The highest budget below ``budget`` at which the configuration has a finite loss."""
+        try:
+            results = self.iterations[config_id[0]].data[config_id].results
+        except (IndexError, KeyError, TypeError, AttributeError):
+            return None
+        done = [b for b, result in results.items()
+                if b < budget and isinstance(result, dict) and not is_failure(result)]
+        return max(done) if done else None
+
+    def _tidy_checkpoints(self) -> None:
+        """Delete the checkpoints of configurations that can no longer be promoted (never raises)."""
+        if self.checkpoint_keeper is None:
+            return
+        try:
+            self.checkpoint_keeper.sweep(self.iterations)
+        except Exception:  # housekeeping must never stop a run
+            logging.getLogger("hpo.checkpoints").exception("checkpoint housekeeping failed")
 
     def job_callback(self, job) -> None:
         failed = is_failure(job.result)
@@ -140,6 +170,7 @@ class ServiceMaster:
         with self.thread_cond:
             while True:
                 self._check_running()
+                self._tidy_checkpoints()
                 if self.num_running_jobs >= self.job_queue_sizes[1]:
                     while self.num_running_jobs > self.job_queue_sizes[0]:
                         self.thread_cond.wait(1.0)

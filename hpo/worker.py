@@ -7,7 +7,9 @@ A worker trusts nothing it is sent to name code or places:
   Any other job name from the master is refused (a failure with reason ``job``); nothing is
   imported. ``module:callable`` jobs are allowed by naming them on the worker's command line;
 * the job's **working directory** must lie under the worker's work root (``--work-dir``, default
-  ``./results``), or the job is refused;
+  ``./results``), or the job is refused; so must the run's **checkpoint root** (the master's
+  ``context["checkpoint_root"]``), or under the worker's own ``--checkpoint-dir`` when given. The
+  job gets its configuration's directory there (:func:`hpo.checkpoints.config_directory`);
 * its **result** goes back with the ticket the dispatcher sent with the job, so the dispatcher can
   tell it from a forged one (:mod:`hpo.dispatcher`); delivery is retried a few times.
 """
@@ -30,6 +32,7 @@ import Pyro4
 import Pyro4.errors
 from hpbandster.core.worker import Worker
 
+from hpo.checkpoints import config_directory
 from hpo.jobs import DEFAULT_JOB, JobContext, failure, load_job, registered_jobs
 from hpo.network import local_address_towards, wait_for_nameserver
 from hpo.presence import DEFAULT_MASTER_TIMEOUT, Presence
@@ -49,6 +52,7 @@ class WorkerSettings:
     device: Optional[str] = None
     data_root: Optional[str] = None
     work_dir: str = "results"  # work root: job working directories must lie under it
+    checkpoint_dir: Optional[str] = None  # where checkpoint roots may lie besides the work root
     options: Mapping[str, Any] = field(default_factory=dict)
     nameserver_timeout: float = 300.0
     master_timeout: float = DEFAULT_MASTER_TIMEOUT  # exit (0) after this long without a reachable master
@@ -83,6 +87,8 @@ class JobWorker(Worker):
         self.name = f"{socket.gethostname()}:{os.getpid()}:{suffix}"
         self.allowed_jobs = settings.allowed_jobs()
         self.work_root = Path(settings.work_dir).resolve()
+        self.checkpoint_roots = [self.work_root] + (
+            [Path(settings.checkpoint_dir).resolve()] if settings.checkpoint_dir else [])
         self._jobs: dict[str, Any] = {}
 
     def _job(self, name: str):
@@ -101,6 +107,11 @@ class JobWorker(Worker):
                 self.work_root):
             return failure("job", f"working directory {working_directory!r} is outside worker {self.name}'s "
                                   f"work root {self.work_root} (--work-dir)")
+        root = context.get("checkpoint_root")
+        if root is not None and (not isinstance(root, str) or not any(
+                Path(root).resolve().is_relative_to(allowed) for allowed in self.checkpoint_roots)):
+            return failure("job", f"checkpoint directory {root!r} is outside worker {self.name}'s work root "
+                                  f"{self.work_root} (--work-dir) and --checkpoint-dir")
         return None
 
     def compute(self, config_id, config: dict, budget: float, working_directory: str,
@@ -124,6 +135,9 @@ class JobWorker(Worker):
             data_root=self.settings.data_root,
             working_directory=str(Path(working_directory).resolve()),
             options=dict(self.settings.options),
+            checkpoint_dir=(str(config_directory(Path(context["checkpoint_root"]).resolve(), config_id))
+                            if context.get("checkpoint_root") is not None else None),
+            previous_budget=_budget_or_none(context.get("previous_budget")),
         )
         logger.info("job %s: %s at budget %g", tuple(config_id), job_name, budget)
         started = time.time()
@@ -180,6 +194,10 @@ class JobWorker(Worker):
                     time.sleep(DELIVERY_INTERVAL)
                     callback._pyroRelease()
         logger.error("job %s: result lost, the dispatcher could not be reached", job_id)
+
+
+def _budget_or_none(value: Any) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def run_worker(settings: WorkerSettings) -> None:

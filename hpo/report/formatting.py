@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 import numpy as np
 import pandas as pd
 
-from hpo.report.loading import Hyperparameter
+from hpo.report.loading import Hyperparameter, config_id_text
 from hpo.report.tables import RunReport, combined_top, comparison_table
 
 MISSING = "-"
@@ -221,6 +221,10 @@ def run_description(report: RunReport) -> str:
         parts.append(f"job {meta['job']}")
     if meta.get("space_file"):
         parts.append(f"space {meta['space_file']}")
+    best_model = meta.get("best_model")
+    if isinstance(best_model, dict) and (best_model.get("path") or best_model.get("directory")):
+        parts.append(f"best model (config {config_id_text(best_model.get('config_id')) or '?'}) kept in "
+                     f"{best_model.get('path') or best_model.get('directory')}")
     if not meta:
         parts.append("no run.json: searched hyperparameters inferred from the configurations")
     return "; ".join(parts)
