@@ -44,6 +44,21 @@ def config_directory(root: str | os.PathLike, config_id: Iterable[Any]) -> Path:
     return Path(root) / "_".join(str(int(part)) for part in config_id)
 
 
+def root_problem(root: str | os.PathLike) -> Optional[str]:
+    """Why checkpoints cannot be written under ``root`` (a short phrase), or None. Nothing is made:
+    the nearest existing ancestor must be a writable directory."""
+    path = Path(root).absolute()
+    while not path.exists():
+        if path.parent == path:
+            return "no such place"
+        path = path.parent
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not writable"
+    return None
+
+
 def checkpoint_path(directory: str | os.PathLike, epochs: int, suffix: str) -> Path:
     """The file holding the state after ``epochs`` epochs: ``<directory>/epoch-00007.<suffix>``."""
     return Path(directory) / f"epoch-{int(epochs):05d}.{suffix}"

@@ -95,6 +95,13 @@ def _checkpoint_settings(args: argparse.Namespace, resume) -> dict:
     if args.no_checkpoints and len(given) > 1:
         raise UserError(f"--no-checkpoints and {given[0] if given[0] != '--no-checkpoints' else given[1]}: "
                         f"choose one")
+    if args.checkpoint_dir:
+        from hpo.checkpoints import root_problem
+
+        problem = root_problem(args.checkpoint_dir)
+        if problem:
+            raise UserError(f"--checkpoint-dir {args.checkpoint_dir}: checkpoints cannot be written there "
+                            f"({problem})")
     return {"checkpoints": not args.no_checkpoints, "checkpoint_dir": args.checkpoint_dir,
             "keep_checkpoints": args.keep_checkpoints or "best"}
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from hpo.attempts import AttemptsLog
-from hpo.checkpoints import DEFAULT_KEEP, DEFAULT_SUBDIRECTORY, KEEP_POLICIES, CheckpointKeeper
+from hpo.checkpoints import DEFAULT_KEEP, DEFAULT_SUBDIRECTORY, KEEP_POLICIES, CheckpointKeeper, root_problem
 from hpo.dispatcher import DEFAULT_MAX_RETRIES
 from hpo.errors import RunFailed, UserError
 from hpo.master_loop import RunStopped
@@ -90,6 +90,10 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
     budget = settings.budget
     seed = space.seed if settings.seed is None else settings.seed
     configure(settings.transport)
+    problem = root_problem(checkpoint_root(settings)) if resume is None and checkpoint_root(settings) else None
+    if problem:
+        flag = f"--checkpoint-dir {settings.checkpoint_dir}" if settings.checkpoint_dir else "--results"
+        raise UserError(f"{flag}: checkpoints cannot be written there ({problem})")
     log = ResultsLog(settings.results_dir, resume=resume is not None)  # a new run refuses a used directory
     results_dir = str(Path(settings.results_dir))
     start = {"at": utc_now(), "kind": "resume" if resume else "start", "master_host": socket.gethostname(),

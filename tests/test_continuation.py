@@ -281,3 +281,28 @@ def test_a_job_run_again_after_its_worker_died_continues_from_its_checkpoint(tmp
     assert saved <= info["continued_from"] < 9 and info["epochs_trained"] == 9 - info["continued_from"]
     assert info["epochs"] == len(info["history"]) == 9
 
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--checkpoint-dir", "FILE"], "checkpoints cannot be written there"),
+    (["--no-checkpoints", "--keep-checkpoints", "all"], "--no-checkpoints and --keep-checkpoints: choose one"),
+    (["--keep-checkpoints", "some"], "invalid choice"),
+])
+def test_bad_checkpoint_flags_are_one_line_and_change_nothing(flags, message, tmp_path, run_hpo):
+    (tmp_path / "FILE").write_text("not a directory")
+    flags = [str(tmp_path / "FILE") if flag == "FILE" else flag for flag in flags]
+    proc = run_hpo("run", SYNTHETIC, "--results", str(tmp_path / "run"), "--no-progress", *flags, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1], proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_keeps_its_checkpoint_settings(tmp_path, run_hpo):
+    results = tmp_path / "run"
+    assert run_hpo("run", SYNTHETIC, "--results", str(results), "--iterations", "1", "--no-progress",
+                   "--keep-checkpoints", "none").returncode == 0
+    meta = json.loads((results / "run.json").read_text())
+    (results / "run.json").write_text(json.dumps({**meta, "status": "interrupted"}))
+    proc = run_hpo("run", "--resume", str(results), "--keep-checkpoints", "all", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("hpo: --keep-checkpoints: a resumed run keeps the checkpoint "
+                                                     "settings in its run.json")
