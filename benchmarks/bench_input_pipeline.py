@@ -9,7 +9,7 @@ Both feed the training split of digits (1,150 images) at ``--size`` px (default 
   separately), batches read by index and augmented + normalised as whole batches by
   ``BatchAugment`` on ``--device`` (default CPU).
 
-Usage: python benchmarks/bench_input_pipeline.py [--size 224] [--batches 20] [--device cpu]
+Usage: python benchmarks/bench_input_pipeline.py [--size 224] [--batches 20] [--device cpu] [--threads 1]
 Prints a Markdown table (the figures in BENCHMARKS.md come from it).
 """
 
@@ -25,9 +25,8 @@ from workers.batch_augment import BatchAugment
 from workers.batch_loader import BatchLoader
 from workers.datasets import load_digits
 from workers.decoded_cache import decoded_split
-from workers.devices import resolve_device
+from workers.devices import resolve_device, training_settings
 from workers.input_pipeline import ImageLoader
-from workers.devices import training_settings
 from workers.splits import make_splits
 from workers.transforms import eval_transform, train_transform
 
@@ -62,7 +61,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="PIL path loader processes (default 0)")
     parser.add_argument("--device", default="cpu", help="where batched augmentation runs (default cpu)")
     parser.add_argument("--cache-dir", default=None, help="default: a fresh temporary directory")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for both paths (default 1: per-core figures, and no oversubscription "
+                             "when the host is busy)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="hpo-bench-cache-")
     data = load_digits()

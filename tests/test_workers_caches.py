@@ -292,3 +292,20 @@ def test_a_cache_dir_that_cannot_be_written_means_the_per_image_path(tmp_path):
     blocker.write_text("not a directory")
     pipeline, metrics, _ = _train("resnet18", "none", blocker / "cache", epochs=1)
     assert pipeline.path == "images" and np.all(np.isfinite(metrics))
+
+
+def test_the_frozen_job_trains_on_cached_features_with_the_losses_of_the_uncached_job(weights_files, tmp_path):
+    from workers.image_classifier import run
+    from workers_helpers import context, tiny
+
+    config = tiny(model="resnet18", weights=weights_files["resnet18"], regime="frozen", lr=0.05)
+    options = {"cache_dir": str(tmp_path)}
+    cached = run(config, context(budget=2, max_budget=2, options=options))
+    uncached = run({**config, "feature_cache": "off"}, context(budget=2, max_budget=2, options=options))
+    per_image = run({**config, "feature_cache": "off", "decoded_cache": "off"}, context(budget=2, max_budget=2, options=options))
+    assert (cached["info"]["input"], uncached["info"]["input"], per_image["info"]["input"]) == ("features", "decoded", "images")
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        for other in (uncached, per_image):
+            assert [e[key] for e in cached["info"]["history"]] == pytest.approx([e[key] for e in other["info"]["history"]], rel=1e-4, abs=1e-6), key
+    assert cached["info"]["test_loss"] == pytest.approx(uncached["info"]["test_loss"], rel=1e-4)
+    assert cached["info"]["trainable_params"] == uncached["info"]["trainable_params"] == 512 * 10 + 10

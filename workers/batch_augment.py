@@ -5,12 +5,17 @@ The same choices as :mod:`workers.transforms` (``none``, ``flip_jitter``, ``flip
 training there) instead of image by image on the CPU:
 
 * horizontal flip with probability 0.5, per sample;
-* colour jitter: brightness, contrast and saturation factors drawn per sample from [0.6, 1.4],
-  applied in that order with torchvision's formulas (torchvision's ``ColorJitter`` also shuffles
-  the order per call; here it is fixed);
 * rotation by an angle drawn per sample from [-30, 30] degrees about the centre, nearest
-  neighbour, zero fill (``RandomRotation(30)``), as one batched ``affine_grid`` / ``grid_sample``;
-* then ``uint8`` -> float and ImageNet normalisation (:func:`workers.transforms.normalize_batch`).
+  neighbour, zero fill (``RandomRotation(30)``), as one gather of ``uint8`` pixels;
+* colour jitter: brightness, contrast and saturation factors drawn per sample from [0.6, 1.4],
+  applied in that order with torchvision's formulas on float values;
+* then ImageNet normalisation (as :func:`workers.transforms.normalize_batch`).
+
+Differences from the per-image ``ColorJitter`` + ``RandomRotation``, for speed (each pass over a
+batch costs about as much as the whole of a cheap step): the jitter's order is fixed (torchvision
+shuffles it per image), it runs on float values without rounding to ``uint8`` between steps, and
+it runs after the rotation, so the zero-filled corners are jittered too and count in the contrast
+reference (the mean grey level).
 
 Random draws come from a CPU generator the caller seeds (e.g. by job seed and epoch), so a batch's
 augmentation is the same on CPU and GPU. The ``none`` path is exactly the per-image evaluation
@@ -23,7 +28,6 @@ import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from workers.errors import JobSetupError
@@ -34,37 +38,51 @@ ROTATION_DEGREES = 30.0
 _STEPS = {"none": (), "flip_jitter": ("flip", "jitter"), "flip_rotate": ("flip", "rotate"), "all": ("flip", "jitter", "rotate")}
 
 
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
+
+
 def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return values.to(device=like.device, dtype=like.dtype).view(-1, 1, 1, 1)
+    return values.to(device=like.device, dtype=torch.float32).view(-1, 1, 1, 1)
 
 
 def _flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(images.size(0), generator=generator) < 0.5
-    return torch.where(flip.to(images.device).view(-1, 1, 1, 1), images.flip(-1), images)
-
-
-def _jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast, saturation with per-sample factors; ``images`` float in [0, 1]."""
-    factors = torch.empty(3, images.size(0)).uniform_(1 - JITTER, 1 + JITTER, generator=generator)
-    brightness, contrast, saturation = (_per_sample(f, images) for f in factors)
-    images = (images * brightness).clamp_(0, 1)
-    mean = TF.rgb_to_grayscale(images).mean(dim=(-3, -2, -1), keepdim=True)
-    images = (contrast * images + (1 - contrast) * mean).clamp_(0, 1)
-    gray = TF.rgb_to_grayscale(images)
-    return (saturation * images + (1 - saturation) * gray).clamp_(0, 1)
+    """Mirror a random half of the samples (each with probability 0.5)."""
+    flip = (torch.rand(images.size(0), generator=generator) < 0.5).to(images.device)
+    images = images.clone()
+    images[flip] = images[flip].flip(-1)
+    return images
 
 
 def _rotate(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Rotate each image by its own angle about the centre (nearest neighbour, zero fill)."""
-    batch, _, height, width = images.shape
+    """Rotate each image by its own angle about the centre: nearest neighbour, zero fill, as one gather."""
+    batch, channels, height, width = images.shape
     angles = torch.empty(batch).uniform_(-ROTATION_DEGREES, ROTATION_DEGREES, generator=generator) * (math.pi / 180)
-    cos, sin = torch.cos(angles), torch.sin(angles)
-    aspect = height / width  # affine_grid works in normalised coordinates
-    theta = torch.stack(
-        [torch.stack([cos, -sin * aspect, torch.zeros(batch)], 1), torch.stack([sin / aspect, cos, torch.zeros(batch)], 1)], 1
-    ).to(device=images.device, dtype=images.dtype)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    cos, sin = (v.to(images.device).view(-1, 1, 1) for v in (torch.cos(angles), torch.sin(angles)))
+    ys = (torch.arange(height, device=images.device, dtype=torch.float32) - (height - 1) / 2).view(1, -1, 1)
+    xs = (torch.arange(width, device=images.device, dtype=torch.float32) - (width - 1) / 2).view(1, 1, -1)
+    source_x = (cos * xs + (sin * ys + (width - 1) / 2)).round_()  # inverse rotation of each output pixel
+    source_y = (cos * ys + ((height - 1) / 2 - sin * xs)).round_()
+    inside = (source_x >= 0) & (source_x <= width - 1) & (source_y >= 0) & (source_y <= height - 1)
+    index = source_y.clamp_(0, height - 1).mul_(width).add_(source_x.clamp_(0, width - 1)).long()
+    index = torch.where(inside, index, height * width)  # one past the end: the zero pixel appended below
+    padded = torch.cat([images.flatten(2), images.new_zeros(batch, channels, 1)], dim=2)
+    return padded.gather(2, index.view(batch, 1, -1).expand(-1, channels, -1)).view(batch, channels, height, width)
+
+
+def _jitter_and_normalize(images: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """``uint8`` -> brightness, contrast, saturation with per-sample factors (torchvision's formulas,
+    clamped to [0, 1] after each) when ``generator`` is given, then ImageNet normalisation."""
+    if generator is None:
+        images = TF.to_dtype(images, torch.float32, scale=True)
+    else:
+        factors = torch.empty(3, images.size(0)).uniform_(1 - JITTER, 1 + JITTER, generator=generator)
+        brightness, contrast, saturation = (_per_sample(f, images) for f in factors)
+        images = (images * (brightness / 255)).clamp_(0, 1)  # uint8 -> float and brightness in one pass
+        weights = torch.tensor(GRAY_WEIGHTS, device=images.device).view(1, 3)
+        mean = (images.mean(dim=(-2, -1)) * weights).sum(dim=1).view(-1, 1, 1, 1)  # mean grey level
+        images = torch.lerp(mean, images, contrast).clamp_(0, 1)
+        images = torch.lerp(TF.rgb_to_grayscale(images), images, saturation).clamp_(0, 1)
+    return TF.normalize(images, list(IMAGENET_MEAN), list(IMAGENET_STD))
 
 
 class BatchAugment:
@@ -86,9 +104,6 @@ class BatchAugment:
         generator = generator if generator is not None else torch.Generator().manual_seed(torch.seed() % 2**63)
         if "flip" in self.steps:
             images = _flip(images, generator)
-        images = TF.to_dtype(images, torch.float32, scale=True)
-        if "jitter" in self.steps:
-            images = _jitter(images, generator)
         if "rotate" in self.steps:
             images = _rotate(images, generator)
-        return TF.normalize(images, list(IMAGENET_MEAN), list(IMAGENET_STD))
+        return _jitter_and_normalize(images, generator if "jitter" in self.steps else None)
