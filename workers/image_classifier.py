@@ -6,6 +6,15 @@ returns ``{"loss", "info"}``. The loss is the validation cross-entropy at the en
 (``objective: val_loss``) or the validation error ``1 - accuracy`` (``objective: val_error``).
 Test metrics are measured only at the run's max budget, and never used for selection.
 
+**Continuation.** With a ``context.checkpoint_dir`` (see :mod:`hpo.checkpoints`) the job writes
+a checkpoint after every epoch (:mod:`workers.checkpointing`) and starts from the latest one that
+fits its budget: a configuration promoted from budget 3 to 9 trains only epochs 4 to 9, and a job
+run again after its worker died goes on from its last epoch. Epoch ``e`` is seeded from (job seed,
+``e``) only, so this is exact: the weights, history and loss are those of training from scratch.
+``info`` has the whole ``history``, ``epochs`` in all, ``epochs_trained`` by this job and
+``continued_from`` (0: from scratch); a checkpoint that cannot be used means from scratch, with
+``info["checkpoint_warning"]`` saying why.
+
 Problems the user can fix (a bad value, weights or data that are not available, an unreadable
 image under ``strict_images``) and training failures (``diverged``, CUDA ``oom``) come back as
 failure results with a one-line message: the worker keeps serving.
@@ -26,6 +35,8 @@ from torch.utils.data import DataLoader
 
 from hpo.errors import UserError
 from hpo.jobs import JobContext, JobResult, failure
+from workers.checkpointing import TrainingState, fingerprint, restore
+from workers.checkpointing import save as save_checkpoint
 from workers.config import ClassifierConfig, read_config
 from workers.datasets import load_dataset
 from workers.devices import (
@@ -41,7 +52,7 @@ from workers.input_pipeline import build_pipeline
 from workers.models import ClassifierModel, build_model
 from workers.optimization import build_optimizer, build_scheduler, epochs_for_budget
 from workers.splits import Splits, make_splits
-from workers.training import evaluate, fit
+from workers.training import evaluate, fit, make_scaler
 from workers.transforms import eval_transform, train_transform
 
 logger = logging.getLogger(__name__)
@@ -64,6 +75,8 @@ class PreparedJob:
     loaders: dict
     skipped_images: int
     started: float
+    continued_from: int = 0  # epochs loaded from a checkpoint
+    checkpoint_warning: Optional[str] = None
     trainer: Optional[ClassifierModel] = None  # what trains on the loaders: the model, or its head on cached features
     input_path: str = "images"  # workers.input_pipeline: "features", "decoded" or "images"
 
@@ -146,6 +159,8 @@ def _info(job: PreparedJob, history: list) -> dict:
     info = {
         "status": "ok",
         "epochs": len(history),
+        "epochs_trained": len(history) - job.continued_from,
+        "continued_from": job.continued_from,
         "budget": job.context.budget,
         "max_epochs": job.max_epochs,
         "loss_metric": job.config.objective,
@@ -167,7 +182,30 @@ def _info(job: PreparedJob, history: list) -> dict:
         "test_images": len(job.splits.test),
         "input": job.input_path,
     }
+    if job.checkpoint_warning:
+        info["checkpoint_warning"] = job.checkpoint_warning
     return {key: _finite_or_none(value) for key, value in info.items()}
+
+
+def _continue(job: PreparedJob) -> tuple[list, TrainingState]:
+    """The history to continue (empty: from scratch) and the state that checkpoints save."""
+    state = TrainingState(job.classifier.model, job.optimizer, job.scheduler, make_scaler(job.settings),
+                          fingerprint(repr(job.config), job.seed, job.max_epochs))
+    continuation = restore(job.context.checkpoint_dir, state, job.epochs, job.context.previous_budget)
+    job.continued_from, job.checkpoint_warning = continuation.epochs, continuation.warning
+    return continuation.history, state
+
+
+def _checkpoint_saver(job: PreparedJob, state: TrainingState):
+    """``on_epoch_end`` for :func:`~workers.training.fit`: save a checkpoint; a failed write is a warning."""
+    def save(history: list) -> None:
+        try:
+            save_checkpoint(job.context.checkpoint_dir, state, history)
+        except OSError as exc:
+            job.checkpoint_warning = f"could not write a checkpoint in {job.context.checkpoint_dir}: {exc}"
+            logger.warning("job %s: %s", job.context.config_id, job.checkpoint_warning)
+
+    return save if job.context.checkpoint_dir else None
 
 
 def execute(job: PreparedJob) -> JobResult:
@@ -178,8 +216,10 @@ def execute(job: PreparedJob) -> JobResult:
         job.classifier.model.to(job.settings.device)
         if job.settings.channels_last:
             job.classifier.model.to(memory_format=torch.channels_last)
+        history, state = _continue(job)
         fit(job.trainer or job.classifier, job.loaders["train"], job.loaders["val"], job.optimizer, job.scheduler,
-            job.epochs, job.settings, history, job.started)
+            job.epochs, job.settings, history, job.started, seed=job.seed, scaler=state.scaler,
+            on_epoch_end=_checkpoint_saver(job, state))
         info = _info(job, history)
         if job.at_max_budget:
             info["test_loss"], info["test_accuracy"] = evaluate(job.trainer or job.classifier, job.loaders["test"], job.settings)

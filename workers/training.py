@@ -4,13 +4,25 @@ In the spirit of torchvision's ``references/classification/train.py``: plain PyT
 precision and ``channels_last`` on CUDA (see :mod:`workers.devices`), the learning-rate
 scheduler stepped once per epoch. A non-finite training or validation loss raises
 :class:`~workers.errors.Diverged`; the epochs finished so far stay in the caller's history list.
+
+**Continuation.** ``fit`` continues after the epochs already in its history list (restored from a
+checkpoint, see :mod:`workers.checkpointing`) and calls ``on_epoch_end`` after each epoch (to
+save one). With a ``seed``, every random number of epoch ``e`` (the shuffled order, the workers'
+and the augmentations' seeds, dropout) comes from generators seeded from (``seed``, ``e``) at the
+start of the epoch (:func:`seed_epoch`), so what epoch ``e`` does never depends on how many epochs
+this process ran before: 1 epoch then continued to 3 equals 3 from scratch. New data-pipeline code
+must draw its randomness from those generators (or seed its own from :func:`epoch_seed`).
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
-from typing import Optional
+import zlib
+from typing import Callable, Optional
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +52,30 @@ def _autocast(settings: TrainingSettings):
     return torch.autocast(
         device_type=settings.device.type, dtype=settings.amp_dtype, enabled=settings.amp_dtype is not None
     )
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` (1-based) of a job seeded ``seed``: a function of both only."""
+    return zlib.crc32(f"{int(seed)}:{int(epoch)}".encode())
+
+
+def seed_epoch(seed: int, epoch: int, loader: Optional[DataLoader] = None) -> None:
+    """Seed torch's (and CUDA's), numpy's and python's generators and ``loader``'s own generator (its
+    shuffle and its workers' seeds) for ``epoch``."""
+    value = epoch_seed(seed, epoch)
+    torch.manual_seed(value)
+    np.random.seed(value)
+    random.seed(value)
+    generator = getattr(loader, "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(value)
+    if hasattr(loader, "set_epoch"):  # workers.input_pipeline loaders: order and augmentation of (seed, epoch)
+        loader.set_epoch(epoch)
+
+
+def make_scaler(settings: TrainingSettings) -> Optional[torch.amp.GradScaler]:
+    """AMP's grad scaler where the settings use one (fp16 on CUDA), else None."""
+    return torch.amp.GradScaler(settings.device.type) if settings.use_grad_scaler else None
 
 
 def train_one_epoch(
@@ -116,16 +152,28 @@ def fit(
     settings: TrainingSettings,
     history: list,
     started: Optional[float] = None,
+    *,
+    seed: Optional[int] = None,
+    scaler: Optional[torch.amp.GradScaler] = None,
+    on_epoch_end: Optional[Callable[[list], None]] = None,
 ) -> list:
-    """Train ``epochs`` epochs, appending each epoch's metrics to ``history`` (and returning it).
+    """Train until ``history`` holds ``epochs`` epochs, appending each epoch's metrics to it (and
+    returning it): a history that already holds ``k`` epochs (a continued job) trains ``k + 1`` on.
 
     An entry is ``{"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
     "seconds"}``; ``lr`` is the learning rate used during the epoch, ``seconds`` the wall time
-    from ``started`` (default: the call) to the end of the epoch.
+    from ``started`` (default: the call) to the end of the epoch, plus the ``seconds`` of the last
+    epoch already in ``history`` (time spent on the configuration, across the jobs that trained it).
+    ``seed``: seed every epoch with :func:`seed_epoch`. ``scaler``: AMP's grad scaler (default: made
+    here when the settings use one). ``on_epoch_end(history)`` runs after each finished epoch.
     """
     started = time.time() if started is None else started
-    scaler = torch.amp.GradScaler(settings.device.type) if settings.use_grad_scaler else None
-    for epoch in range(1, epochs + 1):
+    offset = float(history[-1].get("seconds") or 0.0) if history else 0.0
+    if scaler is None:
+        scaler = make_scaler(settings)
+    for epoch in range(len(history) + 1, epochs + 1):
+        if seed is not None:
+            seed_epoch(seed, epoch, train_loader)
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_accuracy = train_one_epoch(classifier, train_loader, optimizer, settings, scaler)
         scheduler.step()
@@ -138,9 +186,11 @@ def fit(
                 "val_loss": val_loss,
                 "val_accuracy": val_accuracy,
                 "lr": lr,
-                "seconds": time.time() - started,
+                "seconds": offset + time.time() - started,
             }
         )
         if not math.isfinite(val_loss):
             raise Diverged(f"validation loss is {val_loss} after epoch {epoch}")
+        if on_epoch_end is not None:
+            on_epoch_end(history)
     return history
