@@ -136,6 +136,10 @@ def run_once(sampler: str, seconds_per_epoch: float, iterations: int, workers: i
         return proc
 
     hpo = [sys.executable, "-m", "hpo"]
+    # jobs from scratch: a promoted configuration does not continue from a checkpoint (where the
+    # service has them), so the job lengths are the budgets' (1, 3, 9 epochs)
+    help_text = subprocess.run([*hpo, "master", "--help"], capture_output=True, text=True, env=env, cwd=str(REPO)).stdout
+    no_checkpoints = ["--no-checkpoints"] if "--no-checkpoints" in help_text else []
     results = work / "results"
     stats_path = work / "master_stats.json"
     try:
@@ -144,9 +148,11 @@ def run_once(sampler: str, seconds_per_epoch: float, iterations: int, workers: i
             start(f"worker{i}", [*hpo, "worker", "--run-id", tag, "--nameserver", ns, "--host", "127.0.0.1",
                                  "--work-dir", str(work), "--connect-timeout", "60"])
         began = time.time()
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         master = start("master", [sys.executable, __file__, "_master", str(stats_path), sampler, "master",
                                   str(space), "--run-id", tag, "--nameserver", ns, "--host", "127.0.0.1",
-                                  "--results", str(results), "--min-workers", str(workers), "--no-progress"])
+                                  "--results", str(results), "--min-workers", str(workers), "--no-progress",
+                                  *no_checkpoints])
         rc = master.wait(timeout=timeout)
         elapsed = time.time() - began
         if rc != 0:
@@ -160,8 +166,14 @@ def run_once(sampler: str, seconds_per_epoch: float, iterations: int, workers: i
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # every process of the run (nameserver, workers, master; start-up included), less the workers'
+    # and nameserver's start-up done before the master started
+    cpu = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
     (work / "run.json").write_text(json.dumps({"sampler": sampler, "seconds_per_epoch": seconds_per_epoch,
-                                               "workers": workers, "master_process_wall_s": elapsed}))
+                                               "workers": workers, "master_process_wall_s": elapsed,
+                                               "all_processes_cpu_s": cpu}))
     return summarise(work)
 
 
@@ -174,6 +186,9 @@ def summarise(work: Path) -> dict:
         stats = json.loads(stats_path.read_text())
         if "master_cpu_s" in stats:
             summary["master_cpu_ms_per_result"] = 1e3 * stats.pop("master_cpu_s")[0] / summary["results"]
+        if "all_processes_cpu_s" in summary:
+            summary["all_cpu_ms_per_result"] = 1e3 * summary["all_processes_cpu_s"] / summary["results"]
+            summary["cores_busy"] = summary["all_processes_cpu_s"] / summary["master_process_wall_s"]
         for name, values in stats.items():
             summary[f"{name}_ms"] = {"calls": len(values), "median": 1e3 * _pct(values, 0.5),
                                      "p90": 1e3 * _pct(values, 0.9), "total_s": sum(values)}
@@ -235,10 +250,12 @@ def analyse(results_json: Path, workers: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
+    nan = float("nan")
     head = ("| jobs | sampler | results | wall s | utilisation: all, before the drain | "
             "overhead/result median, p90 (ms): all | before the drain | first → last third median (ms) | "
             "get_config median (ms) | job callback median (ms) | results.json line median (ms) | "
-            "configs.json line median (ms) | KDE refit p90 (ms) | master CPU per result (ms) |")
+            "configs.json line median (ms) | KDE refit p90 (ms) | CPU per result (ms): master, all processes | "
+            "cores busy |")
     lines = [head, "|" + "---|" * (head.count(" | ") + 1)]
     for r in rows:
         o = r["overhead_ms"]
@@ -249,7 +266,8 @@ def table(rows: list[dict]) -> str:
                      f"{o['median']:.1f}, {o['p90']:.1f} | {o['steady_median']:.1f}, {o['steady_p90']:.1f} | "
                      f"{o['early_median']:.1f} → {o['late_median']:.1f} | {cell('get_config_ms')} | "
                      f"{cell('job_callback_ms')} | {cell('log_result_ms')} | {cell('log_config_ms')} | "
-                     f"{cell('new_result_ms', 'p90')} | {r.get('master_cpu_ms_per_result', float('nan')):.1f} |")
+                     f"{cell('new_result_ms', 'p90')} | {r.get('master_cpu_ms_per_result', nan):.1f}, "
+                     f"{r.get('all_cpu_ms_per_result', nan):.1f} | {r.get('cores_busy', nan):.2f} |")
     return "\n".join(lines)
 
 

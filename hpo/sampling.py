@@ -38,30 +38,36 @@ _GAUSS_NORM = 1.0 / math.sqrt(2 * math.pi)
 def kde_pdf(kde, points: np.ndarray) -> np.ndarray:
     """``kde.pdf`` (statsmodels ``KDEMultivariate``) at each row of ``points``, in one pass.
 
-    The generalised product kernel of statsmodels' ``gpke`` with its default kernels, element for
-    element: Gaussian (continuous ``c``), Aitchison-Aitken with the number of levels seen in the
-    data (unordered ``u``), Wang-Ryzin (ordered ``o``); divided by the product of the continuous
-    bandwidths and by the number of data points."""
+    The generalised product kernel of statsmodels' ``gpke`` with its default kernels: Gaussian
+    (continuous ``c``; one ``exp`` of the summed exponents for all continuous variables, equal to
+    the product of statsmodels' per-variable ``exp`` up to rounding), Aitchison-Aitken with the
+    number of levels seen in the data (unordered ``u``), Wang-Ryzin (ordered ``o``); divided by the
+    product of the continuous bandwidths and by the number of data points."""
     data = np.asarray(kde.data, dtype=float)
     bw = np.asarray(kde.bw, dtype=float)
     points = np.atleast_2d(np.asarray(points, dtype=float))
-    kernel = np.ones((points.shape[0], data.shape[0]))
-    continuous = np.zeros(len(kde.var_type), dtype=bool)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for j, kind in enumerate(kde.var_type):
+    kinds = np.array(list(kde.var_type))
+    if not set(kinds) <= {"c", "u", "o"}:
+        raise ValueError(f"unknown KDE variable types in {kde.var_type!r}")
+    continuous = kinds == "c"
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        if continuous.any():
+            h = bw[continuous]
+            exponent = np.zeros((points.shape[0], data.shape[0]))
+            for x, xi, hj in zip(points[:, continuous].T, data[:, continuous].T, h):
+                exponent -= (xi[None, :] - x[:, None]) ** 2 / (hj ** 2 * 2.0)
+            kernel = _GAUSS_NORM ** int(continuous.sum()) * np.exp(exponent)
+        else:
+            kernel = np.ones((points.shape[0], data.shape[0]))
+        for j in np.flatnonzero(~continuous):
             x = points[:, j, None]
             xi = data[None, :, j]
-            h = bw[j]
-            if kind == "c":
-                continuous[j] = True
-                kernel *= _GAUSS_NORM * np.exp(-((xi - x) ** 2) / (h ** 2 * 2.0))
-            elif kind == "u":
+            hj = bw[j]
+            if kinds[j] == "u":
                 levels = np.unique(data[:, j]).size
-                kernel *= np.where(xi == x, 1 - h, np.float64(h) / np.float64(levels - 1))
-            elif kind == "o":
-                kernel *= np.where(xi == x, 1 - h, 0.5 * (1 - h) * (h ** np.abs(xi - x)))
+                kernel *= np.where(xi == x, 1 - hj, np.float64(hj) / np.float64(levels - 1))
             else:
-                raise ValueError(f"unknown KDE variable type {kind!r}")
+                kernel *= np.where(xi == x, 1 - hj, 0.5 * (1 - hj) * (hj ** np.abs(xi - x)))
         return (kernel / np.prod(bw[continuous])).sum(axis=1) / data.shape[0]
 
 
