@@ -18,7 +18,8 @@ it runs after the rotation, so the zero-filled corners are jittered too and coun
 reference (the mean grey level).
 
 Random draws come from a CPU generator the caller seeds (e.g. by job seed and epoch), so a batch's
-augmentation is the same on CPU and GPU. The ``none`` path is exactly the per-image evaluation
+augmentation draws are the same on CPU and GPU; they reach the GPU by non-blocking copies, and
+nothing here waits for the GPU. The ``none`` path is exactly the per-image evaluation
 transform's output.
 """
 
@@ -41,13 +42,23 @@ _STEPS = {"none": (), "flip_jitter": ("flip", "jitter"), "flip_rotate": ("flip",
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 
 
-def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return values.to(device=like.device, dtype=torch.float32).view(-1, 1, 1, 1)
+def _uniform(shape: tuple, low: float, high: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Draws on the CPU generator, copied to ``device`` without blocking (no synchronisation per batch)."""
+    values = torch.empty(shape).uniform_(low, high, generator=generator)
+    if device.type == "cuda":
+        return values.pin_memory().to(device, non_blocking=True)
+    return values.to(device)
+
+
+def _per_sample(values: torch.Tensor) -> torch.Tensor:
+    return values.view(-1, 1, 1, 1)
 
 
 def _flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror a random half of the samples (each with probability 0.5)."""
-    flip = (torch.rand(images.size(0), generator=generator) < 0.5).to(images.device)
+    flip = _uniform((images.size(0),), 0.0, 1.0, generator, images.device) < 0.5
+    if images.device.type == "cuda":  # boolean indexing would wait for the GPU
+        return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
     images = images.clone()
     images[flip] = images[flip].flip(-1)
     return images
@@ -56,8 +67,8 @@ def _flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def _rotate(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Rotate each image by its own angle about the centre: nearest neighbour, zero fill, as one gather."""
     batch, channels, height, width = images.shape
-    angles = torch.empty(batch).uniform_(-ROTATION_DEGREES, ROTATION_DEGREES, generator=generator) * (math.pi / 180)
-    cos, sin = (v.to(images.device).view(-1, 1, 1) for v in (torch.cos(angles), torch.sin(angles)))
+    angles = _uniform((batch,), -ROTATION_DEGREES, ROTATION_DEGREES, generator, images.device) * (math.pi / 180)
+    cos, sin = torch.cos(angles).view(-1, 1, 1), torch.sin(angles).view(-1, 1, 1)
     ys = (torch.arange(height, device=images.device, dtype=torch.float32) - (height - 1) / 2).view(1, -1, 1)
     xs = (torch.arange(width, device=images.device, dtype=torch.float32) - (width - 1) / 2).view(1, 1, -1)
     source_x = (cos * xs + (sin * ys + (width - 1) / 2)).round_()  # inverse rotation of each output pixel
@@ -75,8 +86,8 @@ def _jitter_and_normalize(images: torch.Tensor, generator: Optional[torch.Genera
     if generator is None:
         images = TF.to_dtype(images, torch.float32, scale=True)
     else:
-        factors = torch.empty(3, images.size(0)).uniform_(1 - JITTER, 1 + JITTER, generator=generator)
-        brightness, contrast, saturation = (_per_sample(f, images) for f in factors)
+        factors = _uniform((3, images.size(0)), 1 - JITTER, 1 + JITTER, generator, images.device)
+        brightness, contrast, saturation = (_per_sample(f) for f in factors)
         images = (images * (brightness / 255)).clamp_(0, 1)  # uint8 -> float and brightness in one pass
         weights = torch.tensor(GRAY_WEIGHTS, device=images.device).view(1, 3)
         mean = (images.mean(dim=(-2, -1)) * weights).sum(dim=1).view(-1, 1, 1, 1)  # mean grey level
