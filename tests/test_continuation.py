@@ -306,3 +306,29 @@ def test_a_resumed_run_keeps_its_checkpoint_settings(tmp_path, run_hpo):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == ("hpo: --keep-checkpoints: a resumed run keeps the checkpoint "
                                                      "settings in its run.json")
+
+
+def test_a_resumed_master_keeps_the_checkpoints_it_still_needs(tmp_path, cluster_factory):
+    """The master is killed mid-run and resumed: the replayed iterations delete nothing a promoted
+    configuration still needs; every promotion continues from its checkpoint, and the best is kept."""
+    cluster = cluster_factory(slow_space(tmp_path, 0.1))
+    cluster.start_nameserver()
+    cluster.start_worker()
+    cluster.start_worker()
+    master = cluster.start_master("--min-workers", "2")
+    results = cluster.results / "results.json"
+    wait_until(lambda: results.exists() and len(results.read_text().splitlines()) >= 11, 90, "11 results")
+    master.kill()
+    master.wait(timeout=10)
+    resumed = cluster.start_master(resume=True, name="m2")
+    assert resumed.wait(timeout=150) == 0, cluster.log("m2").read_text()[-3000:]
+    lines = read_lines(results)
+    first_budget = {}
+    for config_id, budget, _, result, _ in sorted(lines, key=lambda line: line[1]):
+        info = result["info"]
+        expected = round(first_budget[tuple(config_id)]) if tuple(config_id) in first_budget else 0
+        assert info["continued_from"] >= expected and "checkpoint_warning" not in info, (config_id, budget, info)
+        first_budget[tuple(config_id)] = budget
+    meta = json.loads((cluster.results / "run.json").read_text())
+    assert meta["status"] == "finished" and Path(meta["best_model"]["path"]).is_file()
+    assert [p.name for p in (cluster.results / "checkpoints").iterdir()] == [Path(meta["best_model"]["directory"]).name]
