@@ -32,7 +32,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from workers.errors import JobSetupError
-from workers.transforms import AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, normalize_batch
+from workers.transforms import AUGMENTATIONS, normalize_batch, normalize_float
 
 JITTER = 0.4
 ROTATION_DEGREES = 30.0
@@ -89,11 +89,11 @@ def _jitter_and_normalize(images: torch.Tensor, generator: Optional[torch.Genera
         factors = _uniform((3, images.size(0)), 1 - JITTER, 1 + JITTER, generator, images.device)
         brightness, contrast, saturation = (_per_sample(f) for f in factors)
         images = (images * (brightness / 255)).clamp_(0, 1)  # uint8 -> float and brightness in one pass
-        weights = torch.tensor(GRAY_WEIGHTS, device=images.device).view(1, 3)
-        mean = (images.mean(dim=(-2, -1)) * weights).sum(dim=1).view(-1, 1, 1, 1)  # mean grey level
+        means = images.mean(dim=(-2, -1))  # (B, 3): the mean grey level as a weighted sum
+        mean = (means[:, 0] * GRAY_WEIGHTS[0] + means[:, 1] * GRAY_WEIGHTS[1] + means[:, 2] * GRAY_WEIGHTS[2]).view(-1, 1, 1, 1)
         images = torch.lerp(mean, images, contrast).clamp_(0, 1)
         images = torch.lerp(TF.rgb_to_grayscale(images), images, saturation).clamp_(0, 1)
-    return TF.normalize(images, list(IMAGENET_MEAN), list(IMAGENET_STD))
+    return normalize_float(images)
 
 
 class BatchAugment:

@@ -70,10 +70,22 @@ def decode_transform(image_size: int) -> v2.Compose:
     return v2.Compose(_decode(image_size))
 
 
+_STATISTICS: dict = {}  # device -> (mean, std) tensors, made once (no host-to-device copy per batch)
+
+
+def normalize_float(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] (..., 3, H, W) -> ImageNet-normalised, with ``v2.Normalize``'s arithmetic."""
+    if images.device not in _STATISTICS:
+        _STATISTICS[images.device] = tuple(
+            torch.tensor(values, dtype=torch.float32, device=images.device).view(-1, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD)
+        )
+    mean, std = _STATISTICS[images.device]
+    return images.sub(mean).div_(std)
+
+
 def normalize_batch(images: torch.Tensor) -> torch.Tensor:
     """``uint8`` images (..., 3, H, W) -> float32 in [0, 1], ImageNet-normalised (as the per-image path)."""
-    images = v2.functional.to_dtype(images.as_subclass(torch.Tensor), torch.float32, scale=True)
-    return v2.functional.normalize(images, list(IMAGENET_MEAN), list(IMAGENET_STD))  # the kernels of _to_normalized_tensor
+    return normalize_float(v2.functional.to_dtype(images.as_subclass(torch.Tensor), torch.float32, scale=True))
 
 
 def train_transform(image_size: int, augmentation: str = "none") -> v2.Compose:
