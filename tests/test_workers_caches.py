@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import time
@@ -309,3 +310,28 @@ def test_the_frozen_job_trains_on_cached_features_with_the_losses_of_the_uncache
             assert [e[key] for e in cached["info"]["history"]] == pytest.approx([e[key] for e in other["info"]["history"]], rel=1e-4, abs=1e-6), key
     assert cached["info"]["test_loss"] == pytest.approx(uncached["info"]["test_loss"], rel=1e-4)
     assert cached["info"]["trainable_params"] == uncached["info"]["trainable_params"] == 512 * 10 + 10
+
+
+def _linear_classifier():
+    from workers.models import ClassifierModel
+
+    return ClassifierModel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)), "tiny", "1", "finetune", [])
+
+
+def test_the_training_loop_synchronises_only_every_few_steps_and_still_notices_divergence(monkeypatch):
+    from workers.errors import Diverged
+    from workers.training import FINITE_CHECK_STEPS
+
+    torch.manual_seed(0)
+    classifier = _linear_classifier()
+    optimizer = torch.optim.SGD(classifier.model.parameters(), lr=0.1)
+    batches = [(torch.randn(4, 12), torch.randint(0, 3, (4,))) for _ in range(2 * FINITE_CHECK_STEPS + 5)]
+    calls = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: calls.append(1) or item(self))
+    loss, accuracy = train_one_epoch(classifier, batches, optimizer, CPU)
+    assert math.isfinite(loss) and 0 <= accuracy <= 1
+    assert len(calls) <= 5  # two periodic checks, the final check, the two results: not one per step
+    batches[7] = (torch.full((4, 12), float("nan")), batches[7][1])
+    with pytest.raises(Diverged, match="training loss is nan within the first"):
+        train_one_epoch(classifier, batches, optimizer, CPU)
