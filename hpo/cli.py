@@ -170,7 +170,7 @@ def _master_settings(space, args, run_id: str, results: str, nameserver: tuple[s
     )
 
 
-def _space_and_run(args: argparse.Namespace, default_run_id: Optional[str] = None):
+def _space_and_run(args: argparse.Namespace):
     """(space, run id, results directory, run to resume or None) from SPACE or --resume."""
     from hpo.space import load_space
 
@@ -180,7 +180,10 @@ def _space_and_run(args: argparse.Namespace, default_run_id: Optional[str] = Non
         if not args.space:
             raise UserError("a search-space file is needed (or --resume RESULTS_DIR)")
         space = load_space(args.space)
-        run_id = _check_run_id(args.run_id or default_run_id or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        from hpo.names import default_run_id
+
+        run_id = _check_run_id(args.run_id if args.run_id is not None else
+                               default_run_id(space.name, time.strftime("%Y%m%d-%H%M%S")))
         return space, run_id, args.results or str(Path("results") / run_id), None
     from hpo.resume import load_run_to_resume
 

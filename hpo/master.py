@@ -18,6 +18,7 @@ from hpo.checkpoints import DEFAULT_KEEP, DEFAULT_SUBDIRECTORY, KEEP_POLICIES, C
 from hpo.dispatcher import DEFAULT_MAX_RETRIES
 from hpo.errors import RunFailed, UserError
 from hpo.master_loop import RunStopped
+from hpo.names import check_run_id
 from hpo.network import local_address_towards, wait_for_nameserver
 from hpo.optimizers import OPTIMIZERS, budget_ladder, make_optimizer
 from hpo.progress import Progress
@@ -87,6 +88,7 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
         raise ValueError(f"unknown optimizer {settings.optimizer!r}")
     if settings.keep_checkpoints not in KEEP_POLICIES:
         raise UserError(f"--keep-checkpoints {settings.keep_checkpoints!r}: must be one of {', '.join(KEEP_POLICIES)}")
+    check_run_id(settings.run_id, "run id")
     budget = settings.budget
     seed = space.seed if settings.seed is None else settings.seed
     configure(settings.transport)

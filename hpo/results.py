@@ -75,15 +75,15 @@ class ResultsLog(json_result_logger):
         with self._lock:
             if config_id in self.config_ids:
                 return
-            _append_line(self.config_fn, [config_id, config, config_info])
+            append_log_line(self.config_fn, [config_id, config, config_info])
             self.config_ids.add(config_id)
 
     def __call__(self, job) -> None:
         with self._lock:
             if job.id not in self.config_ids:
-                _append_line(self.config_fn, [job.id, job.kwargs["config"], {}])
+                append_log_line(self.config_fn, [job.id, job.kwargs["config"], {}])
                 self.config_ids.add(job.id)
-            _append_line(self.results_fn, [job.id, job.kwargs["budget"], job.timestamps, job.result, job.exception])
+            append_log_line(self.results_fn, [job.id, job.kwargs["budget"], job.timestamps, job.result, job.exception])
 
 
 # --- durable files --------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def _create_file(path: str | os.PathLike) -> bool:
     return True
 
 
-def _append_line(path: str | os.PathLike, value: Any) -> None:
+def append_log_line(path: str | os.PathLike, value: Any) -> None:
     """Append ``value`` as one JSON line, in one write where the OS allows, and fsync it."""
     data = (json.dumps(to_json_safe(value), allow_nan=False) + "\n").encode()
     created = not os.path.exists(path)

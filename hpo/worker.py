@@ -34,6 +34,7 @@ from hpbandster.core.worker import Worker
 
 from hpo.checkpoints import config_directory
 from hpo.jobs import DEFAULT_JOB, JobContext, failure, load_job, registered_jobs
+from hpo.names import check_run_id
 from hpo.network import local_address_towards, wait_for_nameserver
 from hpo.presence import DEFAULT_MASTER_TIMEOUT, Presence
 from hpo.transport import CALL_TIMEOUT, Transport, check_listen_address, configure
@@ -202,6 +203,7 @@ def _budget_or_none(value: Any) -> Optional[float]:
 
 def run_worker(settings: WorkerSettings) -> None:
     """Wait for the nameserver, register, and serve jobs until the master shuts this worker down."""
+    check_run_id(settings.run_id, "run id")
     configure(settings.transport)
     if settings.job and settings.job not in registered_jobs():
         load_job(settings.job)  # a --job that cannot be imported is the user's error, found now
