@@ -159,3 +159,18 @@ def test_a_history_with_brackets_in_its_text_is_read_whole(tmp_path):
     assert run.warnings == []
     assert parse_history(run.results["history"].iloc[0]) == history
     assert len(parse_history(run.results["history"].iloc[1])) == 3
+
+
+def test_continued_jobs_count_the_epochs_they_trained(tmp_path):
+    """A job continued from a checkpoint records the model's epochs in all (info.epochs) and its
+    own (info.epochs_trained): the report sums what was trained."""
+    from hpo.report.tables import compute_used
+
+    writer = LogWriter(tmp_path / "run", metadata())
+    config_id = writer.config(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32)
+    writer.ok(config_id, 1, 1.0, epochs_trained=1, continued_from=0)
+    writer.ok(config_id, 3, 0.8, epochs_trained=2, continued_from=1)
+    writer.ok(config_id, 9, 0.5, epochs_trained=6, continued_from=3)
+    run = load_run(tmp_path / "run")
+    assert run.results["epochs"].tolist() == [1, 2, 6]
+    assert compute_used(run)["epochs"] == 9

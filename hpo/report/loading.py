@@ -320,6 +320,9 @@ def _results_frame(
     columns["message"] = pd.Series(messages, dtype=object)
     for name in INFO_NUMBERS:
         columns[name] = _numbers([info.get(name) for info in infos])
+    # "epochs" is what the job trained: a job that continued from a checkpoint records the model's
+    # epochs in all as info.epochs and its own as info.epochs_trained
+    columns["epochs"] = _numbers([info.get("epochs_trained", info.get("epochs")) for info in infos])
     columns["history"] = pd.Series(histories, dtype=object)
     metric = next((info["loss_metric"] for info in infos if isinstance(info.get("loss_metric"), str)), None)
     return pd.DataFrame(columns), metric
