@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import torch
-from torch.utils.data import DataLoader
 
 from hpo.errors import UserError
 from hpo.jobs import JobContext, JobResult, failure
@@ -94,20 +93,6 @@ def job_seed(seed: int, config_id: Any) -> int:
     """The seed of a job: the run's seed combined with the configuration's id (same for every budget)."""
     ids = tuple(int(i) for i in config_id) if config_id else ()
     return (int(seed) * 1_000_003 + zlib.crc32(repr(ids).encode())) % 2**31
-
-
-def _loader(dataset, batch_size: int, shuffle: bool, settings: TrainingSettings, workers: int, seed: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=shuffle and len(dataset) > batch_size,  # no 1-image batch for batch-norm
-        num_workers=workers,
-        pin_memory=settings.pin_memory,
-        generator=generator,
-        persistent_workers=False,
-    )
 
 
 def prepare(config: Mapping[str, Any], context: JobContext) -> PreparedJob:
