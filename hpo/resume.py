@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from hpbandster.core.dispatcher import Job
@@ -138,20 +138,8 @@ def _count(optimizer: Any, job: Job) -> None:
     optimizer._note_for_fail_fast(failed, info if isinstance(info, dict) else {})
 
 
-def remaining_iterations(planned: int, optimizer: Any) -> int:
-    """Iterations still to start after the restored ones."""
-    return max(0, planned - len(optimizer.iterations))
-
-
 def resume_summary(run: RunToResume, replayed: int, optimizer: Any) -> str:
     """One line for the log: what was restored and what is left."""
     queued = sum(1 for it in optimizer.iterations for d in it.data.values() if d.status == "QUEUED")
     return (f"resuming {run.directory}: {replayed} result(s) of {len(optimizer.iterations)} iteration(s) "
             f"restored, {queued} job(s) that were in flight queued again")
-
-
-def planned_iterations(metadata: dict, default: Optional[int] = None) -> int:
-    value = metadata.get("iterations", default)
-    if not isinstance(value, int) or value < 1:
-        raise UserError("run.json: 'iterations' must be a positive integer")
-    return value
