@@ -38,12 +38,12 @@ def phases(log: Path) -> dict[str, float]:
     timings = {}
     start = time.perf_counter()
     from hpo.report import formatting
-    from hpo.report.loading import load_run
+    from hpo.report.loading import read_run
     from hpo.report.tables import build_report
 
     timings["import"] = time.perf_counter() - start
     start = time.perf_counter()
-    run = load_run(log)
+    run = read_run(log)
     timings["read log"] = time.perf_counter() - start
     start = time.perf_counter()
     report = build_report(run)

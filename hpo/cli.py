@@ -470,6 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = space_sub.add_parser("check", help="check search-space files and summarise them")
     c.add_argument("spaces", nargs="+", metavar="SPACE", help="search-space YAML files")
     c.set_defaults(func=cmd_space_check)
+
+    from hpo.dashboard.cli import add_parser as add_dashboard_parser
+    from hpo.export.cli import add_parser as add_export_parser
+
+    add_export_parser(sub)
+    add_dashboard_parser(sub)
     return parser
 
 

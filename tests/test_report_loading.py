@@ -8,13 +8,13 @@ import math
 import pytest
 
 from hpo.errors import UserError
-from hpo.report.loading import load_run, load_runs, parse_history
+from hpo.report.loading import read_run, read_runs, parse_history
 from hpo.report.tables import build_report
 from report_logs import LogWriter, metadata, write_standard_run
 
 
 def test_reads_a_service_log(tmp_path):
-    run = load_run(write_standard_run(tmp_path / "run1"))
+    run = read_run(write_standard_run(tmp_path / "run1"))
     results = run.results
     assert len(results) == 11
     assert run.name == "run1"
@@ -36,14 +36,14 @@ def pd_isna(value) -> bool:
 
 
 def test_a_crashed_job_reports_the_last_line_of_its_exception(tmp_path):
-    run = load_run(write_standard_run(tmp_path / "run1"))
+    run = read_run(write_standard_run(tmp_path / "run1"))
     crashed = run.results[run.results["status"] == "crashed"]
     assert crashed["reason"].tolist() == ["crashed"]
     assert crashed["message"].tolist() == ["RuntimeError: CUDA out of memory"]
 
 
 def test_history_is_read_on_demand(tmp_path):
-    run = load_run(write_standard_run(tmp_path / "run1"))
+    run = read_run(write_standard_run(tmp_path / "run1"))
     row = run.results[(run.results["config_id"] == "(0, 0, 0)") & (run.results["budget"] == 9)].iloc[0]
     history = parse_history(row["history"])
     assert [entry["epoch"] for entry in history] == list(range(1, 10))
@@ -56,7 +56,7 @@ def test_an_unusual_history_is_read_whole(tmp_path):
     cid = log.config(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32)
     history = [{"epoch": 1, "val_loss": 0.5, "note": "odd ] text"}, {"epoch": 2, "val_loss": 0.4, "per_class": [1, 2]}]
     log.ok(cid, 2, 0.4, history=history)
-    run = load_run(tmp_path / "run")
+    run = read_run(tmp_path / "run")
     assert parse_history(run.results["history"].iloc[0]) == history
 
 
@@ -86,7 +86,7 @@ def test_reads_a_log_written_by_hpbandsters_json_result_logger(tmp_path):
     crash.exception = "Traceback (most recent call last):\nValueError: bad x\n"
     logger(crash)
 
-    run = load_run(tmp_path / "hpb")
+    run = read_run(tmp_path / "hpb")
     assert run.metadata == {}
     # Inferred: the keys whose values vary; "fixed" is constant.
     assert [(hp.name, hp.type) for hp in run.hyperparameters] == [("x", "float"), ("kind", "categorical")]
@@ -102,7 +102,7 @@ def test_a_torn_last_line_is_skipped_with_a_warning(tmp_path, caplog):
     directory = write_standard_run(tmp_path / "run1")
     with open(directory / "results.json", "a") as handle:
         handle.write('[[1, 0, 0], 9.0, {"submitted": 1')  # a line still being written
-    run = load_run(directory)
+    run = read_run(directory)
     assert len(run.results) == 11
     assert len(run.warnings) == 1
     assert "results.json:12: incomplete last line" in run.warnings[0]
@@ -115,7 +115,7 @@ def test_a_corrupt_line_in_the_middle_is_skipped_with_a_warning_naming_it(tmp_pa
     lines.insert(3, "{garbage\n")
     lines.insert(5, json.dumps({"not": "a result"}) + "\n")
     (directory / "results.json").write_text("".join(lines))
-    run = load_run(directory)
+    run = read_run(directory)
     assert len(run.results) == 11
     assert any(f"{directory / 'results.json'}:4: not valid JSON" in w for w in run.warnings)
     assert any("results.json:6: not a result line" in w for w in run.warnings)
@@ -123,29 +123,29 @@ def test_a_corrupt_line_in_the_middle_is_skipped_with_a_warning_naming_it(tmp_pa
 
 def test_missing_directory_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no such directory"):
-        load_run(tmp_path / "absent")
+        read_run(tmp_path / "absent")
 
 
 def test_directory_without_a_log_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no results.json"):
-        load_run(tmp_path)
+        read_run(tmp_path)
 
 
 def test_empty_log_is_a_user_error(tmp_path):
     LogWriter(tmp_path / "run", metadata())
     with pytest.raises(UserError, match="results.json: empty log"):
-        load_run(tmp_path / "run")
+        read_run(tmp_path / "run")
 
 
 def test_a_log_with_no_readable_line_is_a_user_error(tmp_path):
     LogWriter(tmp_path / "run", metadata())
     (tmp_path / "run" / "results.json").write_text("not json\n{\n")
     with pytest.raises(UserError, match=r"results.json: no readable result .*results.json:1"):
-        load_run(tmp_path / "run")
+        read_run(tmp_path / "run")
 
 
 def test_runs_with_the_same_name_get_distinct_names(tmp_path):
-    runs = load_runs([write_standard_run(tmp_path / "a" / "r"), write_standard_run(tmp_path / "b" / "r")])
+    runs = read_runs([write_standard_run(tmp_path / "a" / "r"), write_standard_run(tmp_path / "b" / "r")])
     assert [run.name for run in runs] == ["run1", "run1#2"]
 
 
@@ -155,7 +155,7 @@ def test_a_history_with_brackets_in_its_text_is_read_whole(tmp_path):
     history = [{"epoch": 1, "val_loss": 0.5, "note": "tricky }] text"}, {"epoch": 2, "val_loss": 0.4}]
     log.ok(cid, 2, 0.4, history=history)
     log.ok(cid, 3, 0.3)
-    run = load_run(tmp_path / "run")
+    run = read_run(tmp_path / "run")
     assert run.warnings == []
     assert parse_history(run.results["history"].iloc[0]) == history
     assert len(parse_history(run.results["history"].iloc[1])) == 3
@@ -171,6 +171,6 @@ def test_continued_jobs_count_the_epochs_they_trained(tmp_path):
     writer.ok(config_id, 1, 1.0, epochs_trained=1, continued_from=0)
     writer.ok(config_id, 3, 0.8, epochs_trained=2, continued_from=1)
     writer.ok(config_id, 9, 0.5, epochs_trained=6, continued_from=3)
-    run = load_run(tmp_path / "run")
+    run = read_run(tmp_path / "run")
     assert run.results["epochs"].tolist() == [1, 2, 6]
     assert compute_used(run)["epochs"] == 9

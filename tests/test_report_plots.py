@@ -6,7 +6,7 @@ import base64
 import re
 
 from hpo.report.cli import main
-from hpo.report.loading import load_run
+from hpo.report.loading import read_run
 from hpo.report.plots import hyperparameters_figure, incumbent_figure, learning_curves_figure
 from hpo.report.tables import build_report
 from report_logs import LogWriter, write_standard_run
@@ -26,7 +26,7 @@ def test_plots_are_written_as_png_files(tmp_path, capsys):
 
 
 def test_figures_have_titled_axes_and_log_axes_where_the_space_is_log_scaled(tmp_path):
-    report = build_report(load_run(write_standard_run(tmp_path / "run1")))
+    report = build_report(read_run(write_standard_run(tmp_path / "run1")))
     space = hyperparameters_figure(report)
     scales = {axes.get_title(): axes.get_xscale() for axes in space.axes if axes.get_visible()}
     assert scales == {"optimizer": "linear", "lr": "log", "momentum": "linear", "batch_size": "log"}
@@ -45,7 +45,7 @@ def test_no_learning_curves_without_histories(tmp_path):
     log = LogWriter(tmp_path / "run")
     cid = log.config(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32)
     log.ok(cid, 1, 0.5, history=None)
-    assert learning_curves_figure(build_report(load_run(tmp_path / "run"))) is None
+    assert learning_curves_figure(build_report(read_run(tmp_path / "run"))) is None
 
 
 def test_html_page_is_self_contained(tmp_path, capsys):

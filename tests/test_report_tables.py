@@ -7,14 +7,14 @@ import math
 import pytest
 
 from hpo.errors import UserError
-from hpo.report.loading import load_run
+from hpo.report.loading import read_run
 from hpo.report.tables import build_report, top_configurations
 from report_logs import LogWriter, metadata, write_standard_run
 
 
 @pytest.fixture
 def report(tmp_path):
-    return build_report(load_run(write_standard_run(tmp_path / "run1")))
+    return build_report(read_run(write_standard_run(tmp_path / "run1")))
 
 
 def test_top_configurations_at_the_highest_budget_best_first(report):
@@ -33,7 +33,7 @@ def test_top_configurations_at_the_highest_budget_best_first(report):
 
 
 def test_top_is_limited_to_k_and_can_pick_a_budget(tmp_path):
-    run = load_run(write_standard_run(tmp_path / "run1"))
+    run = read_run(write_standard_run(tmp_path / "run1"))
     assert top_configurations(run, k=2)["config_id"].tolist() == ["(0, 0, 2)", "(0, 0, 0)"]
     at_one = top_configurations(run, k=6, budget=1)
     assert at_one["config_id"].tolist() == ["(0, 0, 2)", "(0, 0, 0)", "(0, 0, 3)"]  # failures excluded
@@ -46,7 +46,7 @@ def test_a_budget_with_only_failures_is_not_the_highest_reached(tmp_path):
     log = LogWriter(directory)  # appends to the run's log
     log.clock = 1_800_000_000.0
     log.failed([0, 0, 0], 27, "oom", "CUDA out of memory")
-    report = build_report(load_run(directory))
+    report = build_report(read_run(directory))
     assert report.top_budget == 9
     assert report.budgets["budget"].tolist() == [1, 3, 9, 27]
 
@@ -80,7 +80,7 @@ def test_a_worse_loss_on_a_higher_budget_becomes_the_incumbent(tmp_path):
     cid = log.config(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32)
     log.ok(cid, 1, 0.2)
     log.ok(cid, 3, 0.6)
-    trajectory = build_report(load_run(tmp_path / "run")).trajectory
+    trajectory = build_report(read_run(tmp_path / "run")).trajectory
     assert trajectory["loss"].tolist() == [0.2, 0.6]
 
 
@@ -91,7 +91,7 @@ def test_rank_correlation_between_successive_budgets(tmp_path):
         log.ok(cid, 1, low)
         log.ok(cid, 3, mid)
         log.ok(cid, 9, high)
-    correlations = build_report(load_run(tmp_path / "run")).correlations
+    correlations = build_report(read_run(tmp_path / "run")).correlations
     assert correlations[["budget_low", "budget_high"]].values.tolist() == [[1, 3], [3, 9]]
     assert correlations["configs"].tolist() == [4, 4]
     assert correlations["spearman"].tolist() == pytest.approx([1.0, -1.0])

@@ -3,12 +3,12 @@
 Reads logs written by this service and by hpbandster's ``json_result_logger``. Needs pandas;
 matplotlib only for plots; never torch.
 
-    from hpo.report import load_run, build_report
-    report = build_report(load_run("results/run1"), top=6)
+    from hpo.report import read_run, build_report
+    report = build_report(read_run("results/run1"), top=6)
     report.top  # a pandas DataFrame, best first
 """
 
-from hpo.report.loading import RunLog, load_run, load_runs
+from hpo.report.loading import RunLog, read_run, read_runs
 from hpo.report.tables import RunReport, build_report
 
-__all__ = ["RunLog", "RunReport", "build_report", "load_run", "load_runs"]
+__all__ = ["RunLog", "RunReport", "build_report", "read_run", "read_runs"]

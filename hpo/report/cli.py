@@ -64,10 +64,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from hpo.report import formatting
-    from hpo.report.loading import load_runs
+    from hpo.report.loading import read_runs
     from hpo.report.tables import build_report
 
-    runs = load_runs(args.runs)
+    runs = read_runs(args.runs)
     reports = [build_report(run, top=args.top, budget=args.budget) for run in runs]
     render = {
         "text": formatting.render_text,

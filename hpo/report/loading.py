@@ -94,9 +94,9 @@ class RunLog:
         logger.warning("%s", message)
 
 
-def load_runs(paths: list[str | os.PathLike]) -> list[RunLog]:
+def read_runs(paths: list[str | os.PathLike]) -> list[RunLog]:
     """Read several results directories; runs get distinct names (run id or directory name)."""
-    runs = [load_run(path) for path in paths]
+    runs = [read_run(path) for path in paths]
     seen: dict[str, int] = {}
     for run in runs:
         count = seen.get(run.name, 0) + 1
@@ -106,7 +106,7 @@ def load_runs(paths: list[str | os.PathLike]) -> list[RunLog]:
     return runs
 
 
-def load_run(path: str | os.PathLike) -> RunLog:
+def read_run(path: str | os.PathLike) -> RunLog:
     """Read one results directory (or the directory of a given ``results.json``)."""
     directory = Path(path)
     if directory.is_file() and directory.name in (RESULTS_FILE, CONFIGS_FILE, RUN_FILE):

@@ -1,0 +1,1 @@
+"""A live dashboard of every run under a results directory (``hpo dashboard``)."""
