@@ -212,6 +212,10 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
                  "failed_jobs": counts.failed, "lost_attempts": attempts.count}
         if reason:
             final["reason"] = reason
+        try:
+            log.close()  # every line on disk before the final status says so (lines sync in the background)
+        except OSError as exc:
+            logger.error("the results log could not be synced to disk (%s); its last lines may be lost", exc)
         write_run_metadata(results_dir, final)  # first: recorded even if the shutdown below hangs
         _shut_down(optimizer)
     if status == "failed":

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -41,11 +42,16 @@ def _job(index: int, budget: float = 1.0, loss=0.5):
     )
 
 
-def _log_run(directory: Path, jobs) -> ResultsLog:
-    log = ResultsLog(directory)
+def _log_jobs(log: ResultsLog, jobs) -> None:
     for job in jobs:
         log.new_config(job.id, job.kwargs["config"], {"model_based_pick": False})
         log(job)
+
+
+def _log_run(directory: Path, jobs) -> ResultsLog:
+    log = ResultsLog(directory)
+    _log_jobs(log, jobs)
+    log.close()
     return log
 
 
@@ -77,21 +83,70 @@ def umask():
 # --- durability ---------------------------------------------------------------------------------
 
 
-def test_every_line_is_synced_and_new_files_sync_their_directory(tmp_path, synced):
+def _wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_new_files_sync_their_directory_and_lines_are_readable_at_once(tmp_path, monkeypatch):
+    directory = tmp_path / "run"
+    monkeypatch.setattr(results_module, "SYNC_INTERVAL", 3600.0)  # the background syncer stays asleep
+    paths: list[str] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (paths.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd))[1])
+    log = ResultsLog(directory)
+    assert str(directory) in paths, "creating the log files must sync the directory"
+    assert str(tmp_path) in paths, "creating the results directory must sync its parent"
+    paths.clear()
+    job = _job(0)
+    log.new_config(job.id, job.kwargs["config"], {})
+    log(job)
+    log(_job(1))  # a config the master did not announce: its line is written first
+    assert paths == [], "the caller (the master, holding its lock) never waits for an fsync"
+    assert [line[0] for line in read_log_lines(directory / "configs.json")] == [[0, 0, 0], [0, 0, 1]]
+    assert [line[0] for line in read_log_lines(directory / "results.json")] == [[0, 0, 0], [0, 0, 1]]
+    log.flush()
+    assert sorted(paths) == [str(directory / "configs.json"), str(directory / "results.json")]
+
+
+def test_lines_are_synced_in_the_background_soon_after_they_are_written(tmp_path, synced):
     directory = tmp_path / "run"
     log = ResultsLog(directory)
-    assert str(directory) in synced, "creating the log files must sync the directory"
-    assert str(tmp_path) in synced, "creating the results directory must sync its parent"
     synced.clear()
     job = _job(0)
     log.new_config(job.id, job.kwargs["config"], {})
-    assert synced == [str(directory / "configs.json")]
+    assert _wait_until(lambda: str(directory / "configs.json") in synced), "configs.json never synced"
     synced.clear()
     log(job)
-    assert synced == [str(directory / "results.json")]
+    assert _wait_until(lambda: str(directory / "results.json") in synced), "results.json never synced"
+    log.close()
+
+
+def test_close_syncs_every_line_written_before_it(tmp_path, synced, monkeypatch):
+    monkeypatch.setattr(results_module, "SYNC_INTERVAL", 3600.0)
+    directory = tmp_path / "run"
+    log = ResultsLog(directory)
     synced.clear()
-    log(_job(1))  # a config the master did not announce: its line is written (and synced) first
-    assert synced == [str(directory / "configs.json"), str(directory / "results.json")]
+    _log_jobs(log, [_job(0), _job(1)])
+    log.close()
+    assert str(directory / "configs.json") in synced and str(directory / "results.json") in synced
+    log.close()  # twice is fine
+
+
+def test_a_failed_background_fsync_is_raised_by_close(tmp_path, monkeypatch):
+    log = ResultsLog(tmp_path / "run")
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    log(_job(0))
+    with pytest.raises(OSError, match="Input/output error"):
+        log.close()
 
 
 def test_a_log_file_deleted_mid_run_is_made_again_and_its_directory_synced(tmp_path, synced):
