@@ -3,7 +3,7 @@
 The log is durable. A configuration's or a result's line is in its file (read by ``hpo-report``,
 kept if the master process is killed) when :class:`ResultsLog` returns; it is ``fsync``-ed (on
 disk, kept through a power cut or an OS crash) by a background thread within
-:data:`SYNC_INTERVAL` plus the time of one ``fsync`` (normally under 50 ms), and always before
+:data:`hpo.line_sync.SYNC_INTERVAL` plus the time of one ``fsync`` (normally under 50 ms), and always before
 :meth:`ResultsLog.close` returns, which the master calls before it records the run's final status.
 A new file's directory is synced at once. The master writes the lines while it holds its lock;
 the ``fsync`` (about 1 ms each) is kept out of it. So a power cut loses at most the lines of the
@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import secrets
-import logging
 import threading
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -36,6 +35,7 @@ from typing import Any, Mapping, Optional
 from hpbandster.core.result import json_result_logger
 
 from hpo.errors import UserError
+from hpo.line_sync import LineSyncer
 from hpo.values import to_json_safe
 
 CONFIGS_FILE = "configs.json"
@@ -45,10 +45,6 @@ RUN_FILE = "run.json"
 VERSIONED_PACKAGES = ("hpo", "hpbandster", "ConfigSpace", "Pyro4", "numpy", "pandas", "torch", "torchvision")
 
 _CHUNK = 1 << 20
-#: Seconds the background syncer gathers lines before it fsyncs them (one fsync per file per round).
-SYNC_INTERVAL = 0.02
-
-logger = logging.getLogger("hpo.results")
 
 
 class ResultsLog(json_result_logger):
@@ -107,81 +103,6 @@ class ResultsLog(json_result_logger):
     def close(self) -> None:
         """Stop the background syncer and fsync every line written; safe to call twice."""
         self._syncer.close()
-
-
-class LineSyncer:
-    """A daemon thread that fsyncs a few append-only files shortly after lines are written to them.
-
-    :meth:`mark` (after a write) wakes it; it waits :data:`SYNC_INTERVAL` to gather more lines, then
-    fsyncs each file once. :meth:`flush` fsyncs every file in the caller's thread, so what was
-    written before it was called is on disk when it returns."""
-
-    def __init__(self, paths, interval: Optional[float] = None) -> None:
-        self.paths = tuple(str(p) for p in paths)
-        self.interval = SYNC_INTERVAL if interval is None else interval
-        self._cond = threading.Condition()
-        self._dirty = False
-        self._closed = False
-        self._error: Optional[OSError] = None
-        self._thread = threading.Thread(target=self._loop, name="hpo-log-syncer", daemon=True)
-        self._thread.start()
-
-    def mark(self) -> None:
-        """Lines were written: sync them soon."""
-        with self._cond:
-            if not self._dirty:
-                self._dirty = True
-                self._cond.notify()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._dirty and not self._closed:
-                    self._cond.wait()
-                if not self._closed:
-                    self._cond.wait(self.interval)  # gather the next lines into one fsync (close() wakes it)
-                if self._closed:
-                    return  # close() syncs what is left
-                self._dirty = False
-            self._sync_all()
-
-    def _sync_all(self) -> None:
-        for path in self.paths:
-            try:
-                _fsync_path(path)
-            except OSError as exc:
-                logger.error("cannot sync %s (%s)", path, exc)
-                self._error = exc
-
-    def flush(self) -> None:
-        with self._cond:
-            self._dirty = False
-        self._sync_all()
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
-
-    def close(self) -> None:
-        with self._cond:
-            already = self._closed
-            self._closed = True
-            self._cond.notify()
-        if not already:
-            self._thread.join(timeout=5)
-        self.flush()
-
-
-def _fsync_path(path: str) -> None:
-    """fsync a file by its path (the kernel syncs the file's data whichever descriptor asks); a
-    missing file is skipped (deleted mid-run: its next line makes and syncs it again)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- durable files --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 from hpbandster.core.result import json_result_logger, logged_results_to_HBS_result
 
+from hpo import line_sync
 from hpo import results as results_module
 from hpo.errors import UserError
 from hpo.results import (
@@ -94,7 +95,7 @@ def _wait_until(predicate, timeout: float = 10.0) -> bool:
 
 def test_new_files_sync_their_directory_and_lines_are_readable_at_once(tmp_path, monkeypatch):
     directory = tmp_path / "run"
-    monkeypatch.setattr(results_module, "SYNC_INTERVAL", 3600.0)  # the background syncer stays asleep
+    monkeypatch.setattr(line_sync, "SYNC_INTERVAL", 3600.0)  # the background syncer stays asleep
     paths: list[str] = []
     real = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (paths.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd))[1])
@@ -127,7 +128,7 @@ def test_lines_are_synced_in_the_background_soon_after_they_are_written(tmp_path
 
 
 def test_close_syncs_every_line_written_before_it(tmp_path, synced, monkeypatch):
-    monkeypatch.setattr(results_module, "SYNC_INTERVAL", 3600.0)
+    monkeypatch.setattr(line_sync, "SYNC_INTERVAL", 3600.0)
     directory = tmp_path / "run"
     log = ResultsLog(directory)
     synced.clear()
