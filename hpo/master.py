@@ -17,6 +17,7 @@ from hpo.attempts import AttemptsLog
 from hpo.checkpoints import DEFAULT_KEEP, DEFAULT_SUBDIRECTORY, KEEP_POLICIES, CheckpointKeeper, root_problem
 from hpo.dispatcher import DEFAULT_MAX_RETRIES
 from hpo.errors import RunFailed, UserError
+from hpo.heartbeat import Heartbeat
 from hpo.master_loop import RunStopped
 from hpo.names import check_run_id
 from hpo.network import local_address_towards, wait_for_nameserver
@@ -130,6 +131,7 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
         }
     metadata["status"] = "running"
     write_run_metadata(results_dir, metadata)
+    heartbeat = Heartbeat(results_dir).start()  # lets hpo-report tell a dead master from a running one
     attempts = AttemptsLog(results_dir)
 
     try:
@@ -137,6 +139,7 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
         host = settings.host or local_address_towards(settings.nameserver_host, settings.nameserver_port)
         check_listen_address(host, settings.transport)
     except BaseException as exc:
+        heartbeat.stop()
         write_run_metadata(results_dir, {**metadata, "status": "failed", "finished_at": utc_now(),
                                          "reason": str(exc) if isinstance(exc, UserError) else type(exc).__name__})
         raise
@@ -208,6 +211,7 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
         status, reason = "failed", str(exc)
     finally:
         progress.close()
+        heartbeat.stop()
         final = {**metadata, "finished_at": utc_now(), "status": status, "jobs": counts.finished,
                  "failed_jobs": counts.failed, "lost_attempts": attempts.count}
         if reason:

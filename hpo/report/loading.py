@@ -73,7 +73,10 @@ class RunLog:
     ``model_based_pick``. ``results`` holds one row per result: ``config_id``, ``iteration``,
     ``budget``, the ``submitted``/``started``/``finished`` unix times, ``loss`` (NaN unless the
     job succeeded), ``status`` (ok|failed|crashed), ``reason``, ``message``, the
-    :data:`INFO_NUMBERS` columns and ``history`` (the per-epoch list, or its JSON text: read it with :func:`parse_history`).
+    :data:`INFO_NUMBERS` columns, ``history`` (the per-epoch list, or its JSON text: read it with
+    :func:`parse_history`), ``attempt`` (which attempt the result came from; NaN when the log does not
+    say), ``lost_attempts`` (attempts lost with their worker before it) and any other numeric ``info``
+    key (a job's own metrics).
     """
 
     name: str
@@ -324,8 +327,30 @@ def _results_frame(
     # epochs in all as info.epochs and its own as info.epochs_trained
     columns["epochs"] = _numbers([info.get("epochs_trained", info.get("epochs")) for info in infos])
     columns["history"] = pd.Series(histories, dtype=object)
+    # which attempt a result came from (a job whose worker died ran again) and how many were lost
+    columns["attempt"] = _numbers([info.get("attempt") for info in infos])
+    columns["lost_attempts"] = np.asarray(
+        [len(lost) if type(lost := info.get("lost_attempts", info.get("attempts"))) is list else 0 for info in infos],
+        dtype="int64")
+    for name in _extra_metrics(infos):
+        columns[name] = _numbers([info.get(name) for info in infos])
     metric = next((info["loss_metric"] for info in infos if isinstance(info.get("loss_metric"), str)), None)
     return pd.DataFrame(columns), metric
+
+
+#: ``info`` keys that are not measurements (or are already columns).
+_NOT_METRICS = frozenset({*INFO_NUMBERS, "epochs_trained", "budget", "attempt", "history", "status", "reason",
+                          "message", "loss_metric", "lost_attempts", "attempts", "previous_budget"})
+
+
+def _extra_metrics(infos: list[dict]) -> list[str]:
+    """Numeric ``info`` keys beyond :data:`INFO_NUMBERS` (a job's own metrics), in first-seen order."""
+    found: dict[str, None] = {}
+    for info in infos:
+        for key, value in info.items():
+            if key not in found and key not in _NOT_METRICS and type(value) in (int, float):
+                found[key] = None
+    return [key for key in found if key not in ("loss", "config_id", "iteration")]
 
 
 def _numbers(values: list[Any]) -> np.ndarray:

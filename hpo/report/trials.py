@@ -1,0 +1,91 @@
+"""Every result of a run as one table: the notebook API (``hpo.report.load_run``) and ``--all``.
+
+Like Optuna's ``Study.trials_dataframe()``, one row per result (a configuration at a budget):
+
+    import hpo.report
+    trials = hpo.report.load_run("results/run1")
+    trials[trials.status == "ok"].groupby("budget").loss.min()
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from hpo.report.loading import INFO_NUMBERS, RunLog, read_run
+
+#: Failure reasons shown as their own status (besides ``ok``, ``failed`` and ``crashed``).
+STATUS_REASONS = {"diverged": "diverged", "worker_lost": "lost"}
+
+#: Result columns of :func:`trials_frame`, in order, after ``config_id``, ``iteration`` and the
+#: hyperparameters; a hyperparameter named like one of them gets the prefix ``param_``.
+RESULT_COLUMNS = (
+    "budget", "loss", *[name for name in INFO_NUMBERS if name not in ("epochs", "wall_time")],
+    "status", "reason", "message", "attempts", "lost_attempts",
+    "submitted", "started", "finished", "duration", "wall_time", "epochs",
+)
+
+_NOT_EXTRA = frozenset({"config_id", "iteration", "history", "attempt", *RESULT_COLUMNS})
+
+
+def result_status(status: str, reason: object) -> str:
+    """``ok``, ``diverged``, ``lost`` (its worker died on every attempt), ``failed`` or ``crashed``."""
+    if status == "failed" and isinstance(reason, str):
+        return STATUS_REASONS.get(reason, "failed")
+    return status
+
+
+def trials_frame(run: RunLog) -> pd.DataFrame:
+    """One row per result of ``run``, in the order the results finished.
+
+    Columns: ``config_id``, ``iteration``; every key of the configuration (searched
+    hyperparameters first, then constants; missing where a conditional one is inactive) and
+    ``model_based_pick``; ``budget``, ``loss`` (NaN unless ok), the train/val/test losses and
+    accuracies, any other numeric metric the job reported; ``status`` (ok, failed, diverged,
+    crashed, lost), ``reason`` and ``message`` of a failure; ``attempts`` (which attempt gave the
+    result, 1 unless a worker died) and ``lost_attempts``; ``submitted``, ``started``, ``finished``
+    (timezone-aware UTC timestamps), ``duration`` (seconds from start to finish), ``wall_time``
+    (seconds the job reports training) and ``epochs`` (trained by this job).
+    """
+    results = run.results.sort_values(["finished", "submitted"], kind="stable", na_position="last")
+    results = results.reset_index(drop=True)
+    frame = pd.DataFrame({"config_id": results["config_id"].astype(object), "iteration": results["iteration"]})
+    searched = [hp.name for hp in run.hyperparameters if hp.name in run.configs.columns]
+    others = [name for name in run.configs.columns if name not in searched and name != "model_based_pick"]
+    configs = run.configs.reindex(results["config_id"].to_numpy())
+    for name in [*searched, *others, "model_based_pick"]:
+        if name not in configs.columns:
+            continue
+        column = f"param_{name}" if name in _NOT_EXTRA or name in frame.columns else name
+        frame[column] = configs[name].to_numpy()
+    frame["budget"] = results["budget"].to_numpy()
+    frame["loss"] = results["loss"].to_numpy()
+    for name in INFO_NUMBERS:
+        if name not in ("epochs", "wall_time"):
+            frame[name] = results[name].to_numpy()
+    for name in results.columns:
+        if name not in _NOT_EXTRA and name not in frame.columns and name not in ("epochs_trained",):
+            frame[name] = results[name].to_numpy()
+    frame["status"] = [result_status(s, r) for s, r in zip(results["status"], results["reason"])]
+    frame["reason"] = results["reason"].to_numpy()
+    frame["message"] = results["message"].to_numpy()
+    attempts = results["attempt"].to_numpy(dtype=float)
+    frame["attempts"] = np.where(np.isnan(attempts), 1, attempts).astype("int64")
+    frame["lost_attempts"] = results["lost_attempts"].to_numpy()
+    for name in ("submitted", "started", "finished"):
+        frame[name] = pd.to_datetime(results[name], unit="s", utc=True)
+    frame["duration"] = (results["finished"] - results["started"]).to_numpy()
+    frame["wall_time"] = results["wall_time"].to_numpy()
+    frame["epochs"] = results["epochs"].to_numpy()
+    return frame
+
+
+def load_run(path: str | os.PathLike) -> pd.DataFrame:
+    """Every result of the run in ``path`` (a results directory) as a DataFrame: see :func:`trials_frame`.
+
+    Reads this service's logs and hpbandster's own ``json_result_logger`` logs, also while the run
+    is going. Raises :class:`hpo.errors.UserError` when ``path`` holds no readable log.
+    """
+    return trials_frame(read_run(path))

@@ -1,0 +1,78 @@
+"""hpo.report.status: finished, failed, interrupted, running or stopped without a status."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from hpo.report.loading import read_run
+from hpo.report.status import FINISHED, INTERRUPTED, RUNNING, STOPPED, UNKNOWN, run_status
+from hpo.results import utc_now
+from report_logs import LogWriter, metadata, write_standard_run
+
+
+def _running(tmp_path, **changes):
+    meta = {**metadata(finished=False), "status": "running", **changes}
+    log = LogWriter(tmp_path / "run", meta)
+    cid = log.config(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32)
+    log.ok(cid, 1, 0.5)
+    log.config(optimizer="sgd", lr=0.02, momentum=0.9, batch_size=32)  # sampled, no result yet
+    return read_run(tmp_path / "run")
+
+
+def test_a_finished_run_is_finished(tmp_path):
+    run = read_run(write_standard_run(tmp_path / "run1"))
+    meta = {**run.metadata, "status": "finished"}
+    run.metadata = meta
+    status = run_status(run)
+    assert status.state == FINISHED and status.text == "run finished" and status.unfinished == []
+
+
+def test_an_interrupted_run_says_so(tmp_path):
+    run = _running(tmp_path, status="interrupted", finished_at="2023-11-15T00:13:20+00:00")
+    status = run_status(run)
+    assert status.state == INTERRUPTED and "finished" not in status.text
+    assert status.unfinished == ["(0, 0, 1)"]
+
+
+def test_a_dead_master_on_this_host_is_stopped_without_a_status(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=30)
+    start = {"at": utc_now(), "master_host": socket.gethostname(), "pid": dead.pid}
+    run = _running(tmp_path, starts=[start], heartbeat_at=utc_now())
+    status = run_status(run)
+    assert status.state == STOPPED, status.text
+    assert f"pid {dead.pid}" in status.detail
+
+
+def test_a_live_master_on_this_host_is_running(tmp_path):
+    start = {"at": utc_now(), "master_host": socket.gethostname(), "pid": os.getpid()}
+    assert run_status(_running(tmp_path, starts=[start])).state == RUNNING
+
+
+def test_a_stale_heartbeat_from_another_host_is_stopped(tmp_path):
+    start = {"at": "2027-01-15T08:00:00+00:00", "master_host": "elsewhere", "pid": 1}
+    run = _running(tmp_path, starts=[start], heartbeat_at="2027-01-15T08:00:00+00:00")
+    fresh = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    assert run_status(run, now=fresh + 30, hostname="here").state == RUNNING
+    late = run_status(run, now=fresh + 3600, hostname="here")
+    assert late.state == STOPPED and "no heartbeat" in late.detail and "elsewhere" in late.detail
+
+
+def test_lost_attempts_are_read(tmp_path):
+    run = _running(tmp_path, status="interrupted", finished_at="2023-11-15T00:13:20+00:00")
+    with open(tmp_path / "run" / "attempts.json", "w") as handle:
+        handle.write(json.dumps([[0, 0, 0], 1, {"attempt": 1, "worker": "w1", "reason": "worker died",
+                                                 "started": 1.0, "lost": 2.0}]) + "\n")
+        handle.write('[[0, 0, 1], 1, {"attem')  # torn last line
+    lost = run_status(run).lost_attempts
+    assert lost[["config_id", "worker", "reason"]].values.tolist() == [["(0, 0, 0)", "w1", "worker died"]]
+
+
+def test_hpbandster_logs_have_an_unknown_status(tmp_path):
+    log = LogWriter(tmp_path / "run")
+    log.ok(log.config(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32), 1, 0.5)
+    assert run_status(read_run(tmp_path / "run")).state == UNKNOWN
