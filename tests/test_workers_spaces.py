@@ -15,7 +15,7 @@ SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 JOB_KEYS = {spec.name for spec in fields(ClassifierConfig)}
 
 
-@pytest.mark.parametrize("name", ["quickstart", "vgg16_caltech101", "resnet50_caltech101"])
+@pytest.mark.parametrize("name", sorted(path.stem for path in SPACES.glob("*.yaml")))
 def test_every_hyperparameter_is_a_key_the_job_reads_and_the_default_config_parses(name):
     space = load_space(SPACES / f"{name}.yaml")
     assert space.job == "image_classifier"
