@@ -69,3 +69,55 @@ def test_plots_directory_that_is_a_file_is_exit_code_2(tmp_path, capsys):
     assert main([str(run_dir), "--plots", str(tmp_path / "taken")]) == 2
     assert "taken: exists and is not a directory" in capsys.readouterr().err
 
+
+
+def _run_with_a_diverged_job(directory):
+    """The standard run plus one job whose validation loss went to 5,500 (at budget 1 and 3)."""
+    from report_logs import LogWriter as Writer, metadata
+
+    write_standard_run(directory)
+    log = Writer.__new__(Writer)
+    log.directory, log.max_budget, log.clock, log.next_index = directory, 9, 1_800_000_000.0, {1: 0}
+    wild = log.config(iteration=1, optimizer="sgd", lr=0.09, momentum=0.99, batch_size=16)
+    log.ok(wild, 1, 5500.0)
+    log.ok(wild, 3, 5400.0)
+    return build_report(read_run(directory))
+
+
+def _points_above(axes, y: float) -> int:
+    return sum(int((collection.get_offsets()[:, 1] > y).sum()) for collection in axes.collections)
+
+
+def test_one_diverged_job_does_not_flatten_the_loss_plots(tmp_path):
+    from hpo.report.plots import loss_vs_budget_figure
+
+    report = _run_with_a_diverged_job(tmp_path / "run1")
+    figure = loss_vs_budget_figure(report)
+    axes = figure.axes[0]
+    low, high = axes.get_ylim()
+    assert axes.get_yscale() == "linear" and 0.2 < low < 0.3 and 1.0 < high < 1.3  # the others span the axis
+    labels = axes.get_legend_handles_labels()[1]
+    assert "loss above the axis" in labels and "diverged" in labels and "failed / crashed / lost" in labels
+    assert _points_above(axes, high) == 0  # the 5,500s are drawn at the edge, inside the figure
+    outliers = next(c for c in axes.collections if c.get_label() == "loss above the axis")
+    assert len(outliers.get_offsets()) == 2 and outliers.get_offsets()[:, 1].max() <= high
+    space = hyperparameters_figure(report)
+    for panel in (a for a in space.axes if a.get_visible()):
+        assert panel.get_ylim()[1] < 1.3, panel.get_title()
+        assert {"loss above the axis", "diverged"} <= set(panel.get_legend_handles_labels()[1]), panel.get_title()
+    trajectory = incumbent_figure([report])
+    assert all(axes.get_ylim()[1] < 1.3 for axes in trajectory.axes)
+
+
+def test_learning_curves_of_a_diverged_configuration_are_clipped(tmp_path):
+    log = LogWriter(tmp_path / "run")
+    tame = log.config(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32)
+    log.ok(tame, 3, 0.4)
+    wild = log.config(optimizer="sgd", lr=0.09, momentum=0.9, batch_size=32)
+    history = [{"epoch": e, "train_loss": 0.5, "val_loss": value} for e, value in ((1, 0.6), (2, 0.55), (3, 4000.0))]
+    log.ok(wild, 3, 0.5, history=history)
+    for other, loss in ((0.45, 0.45), (0.47, 0.47)):
+        log.ok(log.config(optimizer="sgd", lr=other / 10, momentum=0.9, batch_size=32), 3, loss)
+    loss_axes = learning_curves_figure(build_report(read_run(tmp_path / "run"))).axes[0]
+    assert loss_axes.get_ylim()[1] < 2
+    assert "loss above the axis" in loss_axes.get_legend().get_texts()[0].get_text()
