@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget", type=float, metavar="B", help="list the best configurations at this budget (default: the highest reached)")
     parser.add_argument("--format", choices=FORMATS, default="text", help="output on stdout (default text; csv: the best-configurations table)")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots to this directory")
-    parser.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML page (tables and plots)")
+    parser.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML page (tables, every result, interactive charts; works offline)")
     parser.add_argument("--quiet", action="store_true", help="no warnings on stderr")
     return parser
 
@@ -76,16 +76,14 @@ def _report(args: argparse.Namespace) -> int:
         "json": formatting.render_json,
     }[args.format]
     output = render(reports)
-    if args.plots is not None or args.html is not None:
+    if args.plots is not None:
         from hpo.report.plots import render_plots, write_plots
 
-        images = render_plots(reports)
-        if args.plots is not None:
-            write_plots(images, args.plots)
-        if args.html is not None:
-            from hpo.report.html import write_html
+        write_plots(render_plots(reports), args.plots)
+    if args.html is not None:  # the dashboard's plotly figures, plotly.js inlined
+        from hpo.report.html import write_html
 
-            write_html(reports, images, args.html)
+        write_html(reports, args.html)
     sys.stdout.write(output)
     sys.stdout.flush()
     return 0

@@ -10,7 +10,6 @@ axis' top edge. Every function copes with no successful result, one budget and n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -19,60 +18,22 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from hpo.report.loading import Hyperparameter, parse_history
+from hpo.report.loading import Hyperparameter, parse_history, run_start_time
+from hpo.report.loss_scale import LossScale, loss_scale
+from hpo.report.status import read_attempts
 from hpo.report.tables import RunReport, successful
+from hpo.report.trials import result_status
 
 #: Most points drawn per scatter (a fixed random sample beyond): keeps huge logs responsive.
 MAX_POINTS = 20_000
 #: Learning curves are drawn for at most this many configurations (the best ones).
 MAX_CURVES = 30
-#: Losses beyond the upper quartile by more than ``OUTLIER_FENCE`` interquartile ranges (Tukey's
-#: far-out fence) are outliers: drawn at the clipped edge of the axis with their own marker.
-OUTLIER_FENCE = 3.0
-
 COLOURS = qualitative.Plotly
 FAILED_COLOUR = "#d62728"
 FAILED_SYMBOL = "x"
+STATUS_COLOURS = {"failed": FAILED_COLOUR, "diverged": "#9467bd", "crashed": "#8c564b", "lost": "#ff7f0e"}
 OUTLIER_SYMBOL = "triangle-up"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
-
-
-@dataclass(frozen=True)
-class LossAxis:
-    """A loss axis that survives outliers: ``clip`` (or None) caps drawn values, ``edge`` is where
-    failed jobs are drawn, ``range`` the axis range."""
-
-    range: tuple[float, float]
-    clip: Optional[float]
-    edge: float
-
-    @classmethod
-    def of(cls, losses: Any) -> "LossAxis":
-        values = np.asarray(pd.Series(losses, dtype=float).dropna(), dtype=float)
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            return cls((0.0, 1.0), None, 0.95)
-        low, high = float(values.min()), float(values.max())
-        clip = None
-        if values.size >= 4:
-            q1, q3 = np.quantile(values, [0.25, 0.75])
-            fence = q3 + OUTLIER_FENCE * max(q3 - q1, 0.05 * (abs(q3) + abs(q1)), 1e-12)
-            inliers = values[values <= fence]
-            if inliers.size < values.size:
-                top = float(inliers.max())
-                clip = top + 0.1 * ((top - low) or abs(top) or 1.0)
-                high = clip
-        span = high - low or abs(high) or 1.0
-        edge = high + 0.08 * span
-        return cls((low - 0.05 * span, edge + 0.05 * span), clip, edge)
-
-    def drawn(self, losses: Any) -> np.ndarray:
-        values = np.asarray(losses, dtype=float)
-        return values if self.clip is None else np.minimum(values, self.clip)
-
-    def outliers(self, losses: Any) -> np.ndarray:
-        values = np.asarray(losses, dtype=float)
-        return np.zeros(values.shape, dtype=bool) if self.clip is None else values > self.clip
 
 
 # --- the charts ----------------------------------------------------------------------------------
@@ -108,7 +69,7 @@ def loss_vs_budget(report: RunReport) -> go.Figure:
     if results.empty:
         return _empty("Loss against budget", "no results yet")
     ok = results[results["status"] == "ok"]
-    axis = LossAxis.of(ok["loss"])
+    axis = loss_scale(ok["loss"])
     budgets = np.sort(report.run.results["budget"].unique())
     log_x = len(budgets) > 2 and budgets[0] > 0 and budgets[-1] / budgets[0] >= 8
     x = results["budget"].to_numpy(dtype=float) * _jitter(len(results), log_x)
@@ -119,12 +80,12 @@ def loss_vs_budget(report: RunReport) -> go.Figure:
     for rank, config_id in enumerate(report.top["config_id"]):
         path = best[best["config_id"] == config_id].sort_values("budget")
         figure.add_trace(go.Scatter(
-            x=path["budget"], y=axis.drawn(path["loss"]), mode="lines+markers", name=f"#{rank + 1} {config_id}",
+            x=path["budget"], y=axis.shown(path["loss"]), mode="lines+markers", name=f"#{rank + 1} {config_id}",
             line={"color": COLOURS[rank % len(COLOURS)]}, customdata=path["loss"],
             hovertemplate=f"{config_id}<br>budget %{{x}}<br>loss %{{customdata:.4g}}<extra></extra>",
         ))
     figure.update_layout(title="Loss against budget, every result", xaxis_title=_budget_title(report), yaxis_title=_loss_title(report))
-    figure.update_yaxes(range=list(axis.range))
+    figure.update_yaxes(range=axis.plotly_range, type=axis.scale)
     figure.update_xaxes(type="log" if log_x else "linear", tickvals=list(budgets), ticktext=[_budget_text(b) for b in budgets])
     return _styled(figure)
 
@@ -142,7 +103,7 @@ def loss_vs_hyperparameters(report: RunReport) -> go.Figure:
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=[hp.name for hp in hyperparameters],
                            vertical_spacing=0.35 / rows, horizontal_spacing=0.08, shared_yaxes=True)
     values = report.run.configs.reindex(results["config_id"].to_numpy())
-    axis = LossAxis.of(results.loc[results["status"] == "ok", "loss"])
+    axis = loss_scale(results.loc[results["status"] == "ok", "loss"])
     budgets = np.sort(results["budget"].unique())
     rng = np.random.default_rng(0)
     okm = (results["status"] == "ok").to_numpy()
@@ -166,7 +127,7 @@ def loss_vs_hyperparameters(report: RunReport) -> go.Figure:
         else:
             figure.update_xaxes(tickvals=list(range(len(categories))), ticktext=[str(c) for c in categories],
                                 title_text=hp.name, row=row, col=col)
-    figure.update_yaxes(range=list(axis.range))
+    figure.update_yaxes(range=axis.plotly_range, type=axis.scale)
     figure.update_yaxes(title_text=_loss_title(report), col=1)
     figure.update_layout(title="Loss against each hyperparameter (colour: budget)", height=max(380, 300 * rows),
                          legend_title_text="budget")
@@ -191,16 +152,19 @@ def parallel_coordinates(report: RunReport) -> go.Figure:
     dimensions.append({"label": "budget", "values": results["budget"].to_numpy(dtype=float),
                        "tickvals": list(budgets), "ticktext": [_budget_text(b) for b in budgets]})
     ok = (results["status"] == "ok").to_numpy()
-    axis = LossAxis.of(results.loc[ok, "loss"])
-    loss = np.where(ok, axis.drawn(results["loss"]), axis.edge)
-    low, high = axis.range
-    ticks = list(np.linspace(low, axis.clip if axis.clip is not None else axis.edge - 0.08 * (axis.edge - low), 5))
-    loss_dimension = {"label": _loss_title(report), "values": loss, "range": [low, axis.edge],
-                      "tickvals": [*ticks, axis.edge], "ticktext": [f"{t:.3g}" for t in ticks] + ["failed"]}
-    dimensions.append(loss_dimension)
+    axis = loss_scale(results.loc[ok, "loss"])
+    low, high = axis.plotly_range  # log10 of the limits on a log axis: parcoords has no log axes
+    failed_at = high + 0.08 * (high - low)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shown = axis.shown(results["loss"].to_numpy(dtype=float))
+        loss = np.where(ok, np.log10(shown) if axis.log else shown, failed_at)
+    ticks = list(np.linspace(low, high, 5))
+    labels = [f"{10 ** t if axis.log else t:.3g}" for t in ticks]
+    dimensions.append({"label": _loss_title(report) + (" (log)" if axis.log else ""), "values": loss,
+                       "range": [low, failed_at], "tickvals": [*ticks, failed_at], "ticktext": [*labels, "failed"]})
     figure = go.Figure(go.Parcoords(
         line={"color": loss, "colorscale": "Viridis", "reversescale": True, "showscale": True,
-              "cmin": low, "cmax": axis.edge, "colorbar": {"title": {"text": "loss"}}},
+              "cmin": low, "cmax": failed_at, "colorbar": {"title": {"text": "loss"}}},
         dimensions=dimensions,
     ))
     figure.update_layout(title="Parallel coordinates (one line per result; colour: loss, failed at the top)")
@@ -225,21 +189,21 @@ def learning_curves(report: RunReport, limit: int = MAX_CURVES) -> go.Figure:
                 curves.append((config_id, epochs.to_numpy(dtype=float), pd.to_numeric(frame["val_loss"], errors="coerce").to_numpy(dtype=float)))
     if not curves:
         return _empty("Learning curves", "no per-epoch history in the log")
-    axis = LossAxis.of(np.concatenate([losses for _, _, losses in curves]))
+    axis = loss_scale(np.concatenate([losses for _, _, losses in curves]))
     figure = go.Figure()
     for rank, (config_id, epochs, losses) in enumerate(curves):
         figure.add_trace(go.Scatter(
-            x=epochs, y=axis.drawn(losses), mode="lines+markers", name=config_id, customdata=losses,
+            x=epochs, y=axis.shown(losses), mode="lines+markers", name=config_id, customdata=losses,
             line={"color": COLOURS[rank % len(COLOURS)], "width": 2 if rank < 5 else 1}, marker={"size": 4},
             opacity=1.0 if rank < 5 else 0.6,
             hovertemplate=f"{config_id}<br>epoch %{{x}}<br>val. loss %{{customdata:.4g}}<extra></extra>",
         ))
-        out = axis.outliers(losses)
+        out = axis.is_outlier(losses)
         if out.any():
             figure.add_trace(_outlier_marks(epochs[out], axis, losses[out], config_id))
     figure.update_layout(title=f"Learning curves: validation loss per epoch (best {len(curves)})",
                          xaxis_title="epoch", yaxis_title="validation loss")
-    figure.update_yaxes(range=list(axis.range))
+    figure.update_yaxes(range=axis.plotly_range, type=axis.scale)
     return _styled(figure)
 
 
@@ -278,14 +242,16 @@ def budget_rank_correlation(report: RunReport) -> go.Figure:
 def failures_by_reason(report: RunReport) -> go.Figure:
     """How many jobs failed or crashed, by reason (and, when the run lost any, attempts lost with their worker)."""
     failed = report.run.results[report.run.results["status"] != "ok"]
+    failed = failed.assign(status=[result_status(s, r) for s, r in zip(failed["status"], failed["reason"])])
     counts = failed.groupby(["status", "reason"]).size().reset_index(name="jobs") if len(failed) else pd.DataFrame()
-    lost = _lost_attempts(report)
+    attempts = read_attempts(report.run.directory)
+    lost = attempts["reason"].fillna("worker lost").astype(str).value_counts().to_dict() if len(attempts) else {}
     if counts.empty and not lost:
         return _empty("Failures", "no failed job")
     figure = go.Figure()
-    for number, (status, group) in enumerate(counts.groupby("status") if len(counts) else []):
+    for status, group in (counts.groupby("status") if len(counts) else []):
         figure.add_trace(go.Bar(x=group["reason"].astype(str), y=group["jobs"], name=str(status),
-                                marker_color=FAILED_COLOUR if status == "failed" else "#8c564b"))
+                                marker_color=STATUS_COLOURS.get(str(status), "#8c564b")))
     if lost:
         figure.add_trace(go.Bar(x=list(lost), y=list(lost.values()), name="attempt lost (run again)", marker_color="#ff7f0e"))
     figure.update_layout(title="Failures by reason", xaxis_title="reason", yaxis_title="jobs", barmode="stack")
@@ -319,9 +285,9 @@ def _incumbent(report: RunReport, x: pd.Series, end: float) -> go.Figure:
     trajectory = report.trajectory
     if trajectory.empty:
         return _empty("Incumbent", "no successful result yet")
-    axis = LossAxis.of(trajectory["loss"])
+    axis = loss_scale(trajectory["loss"])
     xs = list(x.to_numpy(dtype=float))
-    ys = list(axis.drawn(trajectory["loss"]))
+    ys = list(axis.shown(trajectory["loss"]))
     last = xs[-1]
     if end > last:  # the incumbent holds until now
         xs.append(end)
@@ -332,30 +298,30 @@ def _incumbent(report: RunReport, x: pd.Series, end: float) -> go.Figure:
         x=xs, y=ys, mode="lines+markers", line_shape="hv", name="incumbent", customdata=custom,
         hovertemplate="%{customdata[0]} at budget %{customdata[1]}<br>loss %{y:.4g}<extra></extra>",
     ))
-    figure.update_yaxes(title_text=_loss_title(report), range=list(axis.range))
+    figure.update_yaxes(title_text=_loss_title(report), range=axis.plotly_range, type=axis.scale)
     return _styled(figure)
 
 
-def _loss_scatter(axis: LossAxis, x: np.ndarray, rows: pd.DataFrame, name: str, colour: str, **extra: Any) -> go.Scatter:
+def _loss_scatter(axis: LossScale, x: np.ndarray, rows: pd.DataFrame, name: str, colour: str, **extra: Any) -> go.Scatter:
     losses = rows["loss"].to_numpy(dtype=float)
-    out = axis.outliers(losses)
+    out = axis.is_outlier(losses)
     return go.Scatter(
-        x=x, y=axis.drawn(losses), mode="markers", name=name,
+        x=x, y=axis.shown(losses), mode="markers", name=name,
         marker={"color": colour, "size": np.where(out, 10, 6), "symbol": np.where(out, OUTLIER_SYMBOL, "circle").tolist()},
         customdata=np.stack([rows["config_id"].astype(str).to_numpy(), losses.astype(object)], axis=-1) if len(rows) else None,
         hovertemplate="%{customdata[0]}<br>loss %{customdata[1]:.4g}<extra>" + name + "</extra>", **extra,
     )
 
 
-def _add_loss_points(figure: go.Figure, axis: LossAxis, x: np.ndarray, rows: pd.DataFrame, name: str, colour: str) -> None:
+def _add_loss_points(figure: go.Figure, axis: LossScale, x: np.ndarray, rows: pd.DataFrame, name: str, colour: str) -> None:
     figure.add_trace(_loss_scatter(axis, x, rows, name, colour))
-    out = axis.outliers(rows["loss"].to_numpy(dtype=float))
+    out = axis.is_outlier(rows["loss"].to_numpy(dtype=float))
     if out.any():  # a legend entry saying what the triangles are
-        figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"loss above {axis.clip:.3g} (at the edge)",
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"loss above {axis.limits[1]:.3g} (at the edge)",
                                     marker={"symbol": OUTLIER_SYMBOL, "size": 10, "color": colour}))
 
 
-def _failed_scatter(axis: LossAxis, x: np.ndarray, rows: pd.DataFrame, showlegend: bool = True) -> go.Scatter:
+def _failed_scatter(axis: LossScale, x: np.ndarray, rows: pd.DataFrame, showlegend: bool = True) -> go.Scatter:
     reasons = (rows["status"].astype(str) + ": " + rows["reason"].fillna("").astype(str)).to_numpy()
     return go.Scatter(
         x=x, y=np.full(len(rows), axis.edge), mode="markers", name="failed / crashed", legendgroup="failed",
@@ -365,13 +331,13 @@ def _failed_scatter(axis: LossAxis, x: np.ndarray, rows: pd.DataFrame, showlegen
     )
 
 
-def _add_failed_points(figure: go.Figure, axis: LossAxis, x: np.ndarray, rows: pd.DataFrame) -> None:
+def _add_failed_points(figure: go.Figure, axis: LossScale, x: np.ndarray, rows: pd.DataFrame) -> None:
     if len(rows):
         figure.add_trace(_failed_scatter(axis, x, rows))
 
 
-def _outlier_marks(x: np.ndarray, axis: LossAxis, losses: np.ndarray, config_id: str) -> go.Scatter:
-    return go.Scatter(x=x, y=np.full(len(x), axis.clip), mode="markers", showlegend=False, customdata=losses,
+def _outlier_marks(x: np.ndarray, axis: LossScale, losses: np.ndarray, config_id: str) -> go.Scatter:
+    return go.Scatter(x=x, y=np.full(len(x), axis.edge), mode="markers", showlegend=False, customdata=losses,
                       marker={"symbol": OUTLIER_SYMBOL, "size": 10, "color": FAILED_COLOUR},
                       hovertemplate=f"{config_id}<br>epoch %{{x}}<br>val. loss %{{customdata:.4g}} (off the axis)<extra></extra>")
 
@@ -415,27 +381,6 @@ def _configs_by_rank(report: RunReport) -> list[str]:
     return list(best["config_id"])
 
 
-def _lost_attempts(report: RunReport) -> dict[str, int]:
-    """Attempts lost with their worker (``attempts.json``), by reason."""
-    import json
-
-    path = report.run.directory / "attempts.json"
-    counts: dict[str, int] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return counts
-    for line in lines:
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, list) and len(value) == 3 and isinstance(value[2], dict):
-            reason = str(value[2].get("reason") or "worker lost")
-            counts[reason] = counts.get(reason, 0) + 1
-    return counts
-
-
 def _categories(column: pd.Series, hp: Hyperparameter) -> list:
     """The categories in the space's order, then any others the log holds."""
     seen = list(hp.choices)
@@ -460,8 +405,6 @@ def _sample(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _run_span(report: RunReport) -> float:
-    from hpo.report.loading import run_start_time
-
     results = report.run.results
     if results.empty:
         return 0.0
