@@ -76,3 +76,43 @@ def test_hpbandster_logs_have_an_unknown_status(tmp_path):
     log = LogWriter(tmp_path / "run")
     log.ok(log.config(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32), 1, 0.5)
     assert run_status(read_run(tmp_path / "run")).state == UNKNOWN
+
+
+def test_the_report_of_an_interrupted_run_says_so_and_lists_its_lost_jobs(tmp_path, capsys):
+    from hpo.report.cli import main
+
+    _running(tmp_path, status="interrupted", finished_at="2023-11-15T00:13:20+00:00")
+    with open(tmp_path / "run" / "attempts.json", "w") as handle:
+        handle.write(json.dumps([[0, 0, 0], 1, {"attempt": 1, "worker": "w1@gpu3", "reason": "worker died"}]) + "\n")
+    assert main([str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "finished" not in out
+    assert out.splitlines()[2].startswith("run interrupted (")
+    lost = out[out.index("Lost and retried jobs"):out.index("Compute")]
+    assert "1 attempt(s) lost with their worker" in lost and "w1@gpu3" in lost and "worker died" in lost
+    assert "1 configuration(s) sampled without any result" in lost and "(0, 0, 1)" in lost
+    assert out.rstrip().endswith("(run interrupted)")
+
+
+def test_the_compute_section_of_a_log_without_run_json(tmp_path, capsys):
+    from hpo.report.cli import main
+
+    log = LogWriter(tmp_path / "run")
+    log.ok(log.config(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32), 3, 0.5)
+    assert main([str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    compute = out[out.index("Compute"):].splitlines()[2]
+    assert compute.startswith("1 results of 1 configurations (0 failed); 3 epochs trained, budget used 3;")
+    assert "wall time 3m 1s" in compute and "(run" not in compute
+
+
+def test_json_report_holds_the_status(tmp_path, capsys):
+    from hpo.report.cli import main
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=30)
+    _running(tmp_path, starts=[{"at": utc_now(), "master_host": socket.gethostname(), "pid": dead.pid}])
+    assert main([str(tmp_path / "run"), "--format", "json"]) == 0
+    run = json.loads(capsys.readouterr().out)["runs"][0]
+    assert run["status"]["state"] == "stopped without a status" and run["status"]["unfinished"] == ["(0, 0, 1)"]
+    assert run["compute"]["status"] == "stopped without a status"

@@ -200,18 +200,24 @@ def comparison_display(comparison: pd.DataFrame) -> pd.DataFrame:
 
 
 def compute_text(compute: dict) -> str:
+    """One line: results, epochs, budget, worker-hours, wall time, and the run's state when known."""
     epochs = "" if compute["epochs"] is None else f"{count_text(compute['epochs'])} epochs trained, "
+    used = compute["budget_used"]
+    used_text = count_text(used) if float(used).is_integer() else budget_text(used)
+    state = compute.get("status")
+    known = f" (run {state})" if state and state != "unknown" else ""
     return (
         f"{count_text(compute['results'])} results of {count_text(compute['configs'])} configurations "
-        f"({count_text(compute['failed'])} failed); {epochs}budget used {count_text(compute['budget_used']) if float(compute['budget_used']).is_integer() else budget_text(compute['budget_used'])}; "
-        f"{hours_text(compute['worker_hours'])} worker-hours; wall time {duration_text(compute['wall_time'])} "
-        f"(run {compute['status']})" if compute["status"] != "unknown" else ""
+        f"({count_text(compute['failed'])} failed); {epochs}budget used {used_text}; "
+        f"{hours_text(compute['worker_hours'])} worker-hours; wall time {duration_text(compute['wall_time'])}{known}"
     )
 
 
 def run_description(report: RunReport) -> str:
     meta = report.run.metadata
     parts = [f"directory {report.run.directory}"]
+    if report.status is not None and report.status.state != "unknown":
+        parts.insert(0, report.status.text)
     if meta.get("optimizer"):
         parts.append(f"optimizer {meta['optimizer']}")
     if meta.get("min_budget") is not None and meta.get("max_budget") is not None:
@@ -302,8 +308,45 @@ def _summary_sections(report: RunReport, prefix: str) -> list[Section]:
                 text="Spearman's rho of the losses of configurations run on both budgets: near 1, the lower budget already ranks them right",
             )
         )
+    found.append(_lost_section(report, prefix))
     found.append(Section(f"{prefix}Compute", text=compute_text(report.compute)))
     return found
+
+
+def _lost_section(report: RunReport, prefix: str) -> Section:
+    """Jobs whose worker died (each lost attempt; rerun or finally failed) and, for a run that
+    stopped early, the configurations that never got a result."""
+    title = f"{prefix}Lost and retried jobs"
+    status = report.status
+    if status is None:
+        return Section(title, text="unknown")
+    notes = []
+    lost = status.lost_attempts
+    retried = status.retried
+    if not lost.empty:
+        gone = int((retried["status"] != "ok").sum()) if not retried.empty else 0
+        notes.append(f"{len(lost)} attempt(s) lost with their worker; {len(retried)} job(s) ran again"
+                     + (f", {gone} of them failed in the end" if gone else ""))
+    elif not retried.empty:
+        notes.append(f"{len(retried)} job(s) needed more than one attempt")
+    if status.unfinished and status.ended:
+        shown = ", ".join(status.unfinished[:FAILURES_SHOWN]) + (" ..." if len(status.unfinished) > FAILURES_SHOWN else "")
+        notes.append(f"{len(status.unfinished)} configuration(s) sampled without any result (running or queued when "
+                     f"the run stopped): {shown}")
+    if not notes:
+        return Section(title, text="none")
+    table = None
+    if not lost.empty:
+        table = pd.DataFrame(
+            {
+                "config": lost["config_id"].astype(str),
+                "budget": lost["budget"].map(budget_text),
+                "attempt": lost["attempt"].map(count_text),
+                "worker": lost["worker"].map(lambda v: MISSING if is_missing(v) else _shorten(str(v), 40)),
+                "why": lost["reason"].map(lambda v: MISSING if is_missing(v) else str(v)),
+            }
+        ).head(FAILURES_SHOWN)
+    return Section(title, table=table, text="; ".join(notes))
 
 
 # --- renderers -------------------------------------------------------------------------------------
@@ -395,6 +438,13 @@ def report_data(reports: list[RunReport]) -> dict:
                 "trajectory": _records(report.trajectory),
                 "rank_correlations": _records(report.correlations),
                 "compute": report.compute,
+                "status": None if report.status is None else {
+                    "state": report.status.state,
+                    "detail": report.status.detail,
+                    "lost_attempts": _records(report.status.lost_attempts),
+                    "retried": _records(report.status.retried),
+                    "unfinished": list(report.status.unfinished),
+                },
                 "warnings": list(run.warnings),
             }
         )

@@ -76,15 +76,15 @@ def _state(metadata: dict, now: float, hostname: str) -> tuple[str, str]:
         if status == FAILED:
             return FAILED, str(reason or "no reason recorded")
         if status == INTERRUPTED:
-            return INTERRUPTED, "stopped before its iterations were done (Ctrl-C or a signal); continue it with --resume"
-        if status == FINISHED:
+            return INTERRUPTED, "stopped by Ctrl-C or a signal before its iterations were done; --resume continues it"
+        if status in (FINISHED, None):  # a run.json from before statuses were recorded has finished_at only
             return FINISHED, ""
         return UNKNOWN, f"run.json has finished_at but status {status!r}"
     if status not in (None, RUNNING):
         return UNKNOWN, f"run.json says status {status!r}"
     alive, why = master_alive(metadata, now, hostname)
     if alive is False:
-        return STOPPED, f"{why}; continue it with --resume"
+        return STOPPED, f"{why}; --resume continues it"
     return RUNNING, why
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from hpo.errors import UserError
 from hpo.report.loading import RunLog, parse_time, run_start_time
+from hpo.report.status import RunStatus, run_status
 
 DEFAULT_TOP = 6
 
@@ -30,6 +31,7 @@ class RunReport:
     trajectory: pd.DataFrame
     correlations: pd.DataFrame
     compute: dict
+    status: Optional[RunStatus] = None  # finished, failed, interrupted, running, stopped without a status
 
     @property
     def name(self) -> str:
@@ -39,6 +41,7 @@ class RunReport:
 def build_report(run: RunLog, top: int = DEFAULT_TOP, budget: Optional[float] = None) -> RunReport:
     """Compute all tables of one run."""
     top_budget = budget if budget is not None else highest_budget(run)
+    status = run_status(run)
     return RunReport(
         run=run,
         top_budget=top_budget,
@@ -47,7 +50,8 @@ def build_report(run: RunLog, top: int = DEFAULT_TOP, budget: Optional[float] = 
         failures=failures(run),
         trajectory=incumbent_trajectory(run),
         correlations=rank_correlations(run),
-        compute=compute_used(run),
+        compute=compute_used(run, status),
+        status=status,
     )
 
 
@@ -172,8 +176,11 @@ def rank_correlations(run: RunLog) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["budget_low", "budget_high", "configs", "spearman"])
 
 
-def compute_used(run: RunLog) -> dict:
-    """Compute spent: results, epochs trained, summed budgets, worker-hours and the run's wall time."""
+def compute_used(run: RunLog, status: Optional[RunStatus] = None) -> dict:
+    """Compute spent: results, epochs trained, summed budgets, worker-hours and the run's wall time.
+
+    ``status`` is the run's state (see :mod:`hpo.report.status`; ``unknown`` without ``run.json``).
+    """
     results = run.results
     busy = (results["finished"] - results["started"]).clip(lower=0).sum()
     started = parse_time(run.metadata.get("started_at"))
@@ -190,7 +197,7 @@ def compute_used(run: RunLog) -> dict:
         "budget_used": float(results["budget"].sum()),
         "worker_hours": float(busy) / 3600.0,
         "wall_time": _finite_or_none(wall),
-        "status": "finished" if run.finished else ("not finished (still running, or interrupted)" if run.metadata else "unknown"),
+        "status": (status or run_status(run)).state,
     }
 
 
