@@ -44,3 +44,31 @@ def test_attempts_lost_workers_and_extra_metrics_are_columns(tmp_path):
 def test_load_run_of_nothing_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no such directory"):
         hpo.report.load_run(tmp_path / "missing")
+
+
+def test_all_as_csv_and_json_gives_every_result(tmp_path, capsys):
+    import io
+    import json
+
+    from hpo.report.cli import main
+
+    first = write_standard_run(tmp_path / "a", run_id="vgg16")
+    assert main([str(first), "--all", "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert len(table) == 11 and list(table.columns[:3]) == ["run", "config_id", "iteration"]
+    assert set(table["status"]) == {"ok", "diverged", "crashed"}
+    assert table["finished"].iloc[0] == "2023-11-14T22:14:21+00:00"
+    second = write_standard_run(tmp_path / "b", run_id="resnet50")
+    assert main([str(first), str(second), "--all", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 22 and {row["run"] for row in rows} == {"vgg16", "resnet50"}
+    crashed = next(row for row in rows if row["status"] == "crashed")
+    assert crashed["loss"] is None and crashed["message"] == "RuntimeError: CUDA out of memory"
+    assert crashed["lr"] == 0.05 and crashed["momentum"] is None
+
+
+def test_all_needs_csv_or_json(tmp_path, capsys):
+    from hpo.report.cli import main
+
+    assert main([str(write_standard_run(tmp_path / "a")), "--all"]) == 2
+    assert capsys.readouterr().err.strip() == "hpo-report: --all: needs --format csv or --format json (got --format text)"

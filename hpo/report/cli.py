@@ -22,12 +22,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpo-report",
         description="Report the best configurations and a summary of BOHB runs (results directories).",
-        epilog="Exit code 0 when a report was written (warnings about skipped lines go to stderr), 2 when nothing could be read.",
+        epilog="Example: hpo-report results/demo --plots results/demo/plots; every result as CSV: hpo-report results/demo "
+               "--all --format csv > trials.csv. Exit code 0 when a report was written (warnings about skipped lines go "
+               "to stderr), 2 when nothing could be read.",
     )
     parser.add_argument("runs", nargs="+", metavar="RESULTS_DIR", help="a run's results directory (several: compared side by side)")
     parser.add_argument("--top", type=_positive_int, default=6, metavar="K", help="how many best configurations to list (default 6)")
     parser.add_argument("--budget", type=float, metavar="B", help="list the best configurations at this budget (default: the highest reached)")
     parser.add_argument("--format", choices=FORMATS, default="text", help="output on stdout (default text; csv: the best-configurations table)")
+    parser.add_argument("--all", action="store_true",
+                        help="with --format csv or json: every result, one row each (configuration, budget, every metric, "
+                             "status, attempts, timing), instead of the best configurations")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots to this directory")
     parser.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML page (tables, every result, interactive charts; works offline)")
     parser.add_argument("--quiet", action="store_true", help="no warnings on stderr")
@@ -67,6 +72,8 @@ def _report(args: argparse.Namespace) -> int:
     from hpo.report.loading import read_runs
     from hpo.report.tables import build_report
 
+    if args.all and args.format not in ("csv", "json"):
+        raise UserError(f"--all: needs --format csv or --format json (got --format {args.format})")
     runs = read_runs(args.runs)
     reports = [build_report(run, top=args.top, budget=args.budget) for run in runs]
     render = {
@@ -75,7 +82,12 @@ def _report(args: argparse.Namespace) -> int:
         "csv": formatting.render_csv,
         "json": formatting.render_json,
     }[args.format]
-    output = render(reports)
+    if args.all:
+        from hpo.report.trials import all_trials, trials_csv, trials_json
+
+        output = (trials_csv if args.format == "csv" else trials_json)(all_trials(runs))
+    else:
+        output = render(reports)
     if args.plots is not None:
         from hpo.report.plots import render_plots, write_plots
 

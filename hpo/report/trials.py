@@ -9,6 +9,7 @@ Like Optuna's ``Study.trials_dataframe()``, one row per result (a configuration 
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -89,3 +90,36 @@ def load_run(path: str | os.PathLike) -> pd.DataFrame:
     is going. Raises :class:`hpo.errors.UserError` when ``path`` holds no readable log.
     """
     return trials_frame(read_run(path))
+
+
+def all_trials(runs: list[RunLog]) -> pd.DataFrame:
+    """Every result of several runs in one table, with a ``run`` column first."""
+    frames = [trials_frame(run).assign(run=run.name) for run in runs]
+    table = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame(columns=["run"])
+    return table[["run", *[c for c in table.columns if c != "run"]]]
+
+
+def trials_csv(table: pd.DataFrame) -> str:
+    """The table as CSV, times in ISO 8601."""
+    return _with_iso_times(table).to_csv(index=False, lineterminator="\n")
+
+
+def trials_json(table: pd.DataFrame) -> str:
+    """The table as a JSON list of objects (one per result), times in ISO 8601, null where missing."""
+    from hpo.report.formatting import json_safe
+
+    records = _with_iso_times(table).to_dict(orient="records")
+    rows = [{key: (None if _missing(value) else value) for key, value in row.items()} for row in records]
+    return json.dumps(json_safe(rows), indent=1, allow_nan=False) + "\n"
+
+
+def _with_iso_times(table: pd.DataFrame) -> pd.DataFrame:
+    table = table.copy()
+    for name in ("submitted", "started", "finished"):
+        if name in table.columns:
+            table[name] = [None if pd.isna(t) else t.isoformat() for t in table[name]]
+    return table
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
