@@ -37,6 +37,8 @@ from hpbandster.core.result import Result
 
 from hpo.checkpoints import CheckpointKeeper
 from hpo.jobs import is_failure
+from hpo.progress import ProgressCounts  # noqa: F401 (its home was here)
+from hpo.run_plan import brackets_of
 
 #: Failure reasons that mean the user's input is wrong rather than the training (diverged, oom).
 SETUP_REASONS = ("config", "job", "data", "weights", "images")
@@ -46,18 +48,6 @@ FAIL_FAST_AFTER = 3
 
 class RunStopped(Exception):
     """The run cannot go on; the message is one line saying why."""
-
-
-class ProgressCounts:
-    """Thread-safe counters the progress display reads."""
-
-    def __init__(self, total_jobs: int, iterations: int) -> None:
-        self.total_jobs = total_jobs
-        self.iterations = iterations
-        self.finished = 0
-        self.failed = 0
-        self.best_loss: Optional[float] = None
-        self.lock = threading.Lock()
 
 
 class ServiceMaster:
@@ -70,11 +60,17 @@ class ServiceMaster:
     def _setup_service(self, job_context: dict, n_iterations: int, max_retries: int,
                        attempt_logger: Optional[Callable] = None) -> None:
         self.job_context = dict(job_context)
-        total = sum(sum(self.get_next_iteration(i, {}).num_configs) for i in range(n_iterations))
-        self.progress = ProgressCounts(total_jobs=total, iterations=n_iterations)
+        self.progress = ProgressCounts(brackets=brackets_of(self, n_iterations),
+                                       continuation="checkpoint_root" in self.job_context)
         self.setup_failures: Counter = Counter()
         self.dispatcher.max_retries = max_retries
-        self.dispatcher.attempt_callback = attempt_logger
+
+        def attempt_lost(job, record: dict) -> None:
+            self.progress.attempt_lost(retried=record["attempt"] <= self.dispatcher.max_retries)
+            if attempt_logger is not None:
+                attempt_logger(job, record)
+
+        self.dispatcher.attempt_callback = attempt_lost
 
     # --- jobs in, results out -----------------------------------------------------------------
 
@@ -83,6 +79,7 @@ class ServiceMaster:
         previous = self._previous_budget(config_id, budget)
         if previous is not None:
             context = {**context, "previous_budget": previous}
+        self.progress.job_submitted(config_id, budget, self.iterations[config_id[0]].budgets, previous)
         with self.thread_cond:
             self.dispatcher.submit_job(config_id, config=config, budget=budget,
                                        working_directory=self.working_directory, context=context)
@@ -117,11 +114,7 @@ class ServiceMaster:
         if failed and job.result is not None:
             job.result["loss"] = math.inf
         with self.progress.lock:
-            self.progress.finished += 1
-            if failed:
-                self.progress.failed += 1
-            elif self.progress.best_loss is None or job.result["loss"] < self.progress.best_loss:
-                self.progress.best_loss = job.result["loss"]
+            self.progress.job_finished(job.id, job.kwargs["budget"], job.result)
             self._note_for_fail_fast(failed, info if isinstance(info, dict) else {})
         super().job_callback(job)
 
@@ -161,7 +154,16 @@ class ServiceMaster:
     def run(self, n_iterations: int = 1, min_n_workers: int = 1, iteration_kwargs: Optional[dict] = None):
         """hpbandster's loop (schedule the next run of the first active iteration, start a new
         iteration when none has one, wait for results), with the lock in a ``with`` block and a
-        look every second at whether the run can go on."""
+        look every second at whether the run can go on. A KeyboardInterrupt leaves with
+        ``jobs_in_flight`` set to the jobs it cut short."""
+        try:
+            return self._run(n_iterations, min_n_workers, iteration_kwargs)
+        except KeyboardInterrupt as exc:
+            exc.jobs_in_flight = len(self.dispatcher.running_jobs)
+            raise
+
+    def _run(self, n_iterations: int, min_n_workers: int, iteration_kwargs: Optional[dict]):
+        self.progress.restore(self.iterations)  # a resumed run's replayed results
         self.wait_for_workers(min_n_workers)
         iteration_kwargs = {**(iteration_kwargs or {}), "result_logger": self.result_logger}
         if self.time_ref is None:
