@@ -3,16 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from pathlib import Path
+
+from hpo.errors import UserError
+
+EXAMPLE = "example: hpo dashboard results --port 8050   (then open http://127.0.0.1:8050/)"
 
 
 def add_parser(sub: "argparse._SubParsersAction") -> None:
     """Register ``hpo dashboard`` on the ``hpo`` command's subparsers."""
-    p = sub.add_parser("dashboard", help="serve a live dashboard of every run under a results directory")
+    p = sub.add_parser(
+        "dashboard", help="serve a live dashboard of every run under a results directory",
+        description="Serve a live dashboard of every run under RESULTS_ROOT (any directory holding results.json): "
+                    "run list with status, charts, a table of every result; it updates while runs go. "
+                    "Read-only; Ctrl-C stops it.",
+        epilog=EXAMPLE, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("root", metavar="RESULTS_ROOT", help="directory holding run directories (e.g. results)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (the results are shown to anyone who reaches it)")
+    p.add_argument("--port", type=int, default=8050, help="port (0: any free port, printed at the start)")
     p.set_defaults(func=cmd_dashboard)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from hpo.dashboard.server import serve
+
+    root = Path(args.root)
+    if not root.exists():
+        raise UserError(f"{args.root}: no such directory (RESULTS_ROOT)")
+    if not root.is_dir():
+        raise UserError(f"{args.root}: not a directory (RESULTS_ROOT holds run directories)")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: not a port (0 to 65535)")
+    logging.getLogger("hpo.report").setLevel(logging.ERROR)  # skipped lines are shown on the page, not per poll
+
+    def announce(server) -> None:
+        count = len(server.catalog.run_ids())
+        print(f"hpo dashboard: {count} run(s) under {root} at {server.url} (Ctrl-C to stop)", flush=True)
+        if not server.loopback:
+            print(f"hpo dashboard: warning: listening on {args.host}: anyone who reaches it sees these results",
+                  file=sys.stderr, flush=True)
+
+    try:
+        serve(root, args.host, args.port, announce)
+    except KeyboardInterrupt:
+        return 0
+    return 0
