@@ -212,6 +212,16 @@ def _check_run_id(run_id: str, flag: str = "--run-id") -> str:
     return check_run_id(run_id, flag)
 
 
+def interrupted_message(results_dir: str, jobs_in_flight: Optional[int], command: str) -> str:
+    """One line for Ctrl-C: the jobs cut short, where the results are, how to see and continue them."""
+    lost = "" if jobs_in_flight is None else (
+        f"; {jobs_in_flight} job{'' if jobs_in_flight == 1 else 's'} in flight lost")
+    if not (Path(results_dir) / "run.json").exists():
+        return f"hpo: interrupted{lost}; nothing recorded in {results_dir}"
+    return (f"hpo: interrupted{lost}; results so far in {results_dir}; see: hpo-report {results_dir}; "
+            f"continue: hpo {command} --resume {results_dir}")
+
+
 # --- commands -------------------------------------------------------------------------------------
 
 
@@ -245,8 +255,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # default (None): TLS with certificates made for this run; --insecure: none, on loopback
     transport = Transport(tls_dir=args.tls) if args.tls else Transport() if args.insecure else None
-    summary = run_local(space, settings, args.workers, worker_args, devices=devices, transport=transport,
-                        resume=resume)
+    try:
+        summary = run_local(space, settings, args.workers, worker_args, devices=devices, transport=transport,
+                            resume=resume)
+    except KeyboardInterrupt as exc:
+        print(interrupted_message(results, getattr(exc, "jobs_in_flight", None), "run"), file=sys.stderr)
+        return 130
     print(f"run {summary.run_id}: {summary.jobs} jobs ({summary.failed} failed), best loss "
           f"{'-' if summary.best_loss is None else f'{summary.best_loss:.4g}'}; results in {summary.results_dir}")
     if summary.best_model:
@@ -264,7 +278,11 @@ def cmd_master(args: argparse.Namespace) -> int:
     settings = _master_settings(space, args, run_id, results, parse_address(args.nameserver), args.host,
                                 args.min_workers, resume)
     settings.nameserver_timeout = args.connect_timeout
-    summary = run_master(space, settings, resume=resume)
+    try:
+        summary = run_master(space, settings, resume=resume)
+    except KeyboardInterrupt as exc:
+        print(interrupted_message(results, getattr(exc, "jobs_in_flight", None), "master"), file=sys.stderr)
+        return 130
     print(f"run {summary.run_id}: {summary.jobs} jobs ({summary.failed} failed); results in {summary.results_dir}")
     return 0
 
