@@ -17,13 +17,18 @@ logger = logging.getLogger(__name__)
 
 OBJECTIVES = ("val_loss", "val_error")
 CACHE_CHOICES = ("auto", "off")
+REGIMES = ("finetune", "frozen", "fc_frozen", "partial")  # see workers.regimes
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
     model: str = "resnet18"
     weights: str = "none"  # imagenet | none | path of a state-dict file
-    regime: str = "finetune"  # finetune | frozen
+    regime: str = "finetune"  # finetune | frozen | fc_frozen | partial (workers.regimes)
+    trainable_blocks: Optional[int] = None  # regime "partial": the last N backbone stages train
+    backbone_lr_scale: float = 1.0  # backbone lr = lr * backbone_lr_scale; the head gets lr
+    dropout: float = 0.0  # before the new output layer (0: none)
+    label_smoothing: float = 0.0  # of the training loss only
     dataset: str = "digits"
     data_dir: Optional[str] = None  # dataset "folder" only
     image_size: int = 224
@@ -100,4 +105,18 @@ def read_config(config: Mapping[str, Any]) -> ClassifierConfig:
         raise JobSetupError(f"feature_views {settings.feature_views}: must be at least 1")
     if settings.batch_size < 1:
         raise JobSetupError(f"batch_size {settings.batch_size}: must be at least 1")
+    _check_regularisation(settings)
     return settings
+
+
+def _check_regularisation(settings: ClassifierConfig) -> None:
+    """Regime, discriminative learning rates, dropout and label smoothing (workers.regimes)."""
+    if settings.regime not in REGIMES:
+        raise JobSetupError(f"regime {settings.regime!r}: must be one of {', '.join(REGIMES)}")
+    if settings.regime == "partial" and (settings.trainable_blocks is None or settings.trainable_blocks < 1):
+        raise JobSetupError(f"trainable_blocks {settings.trainable_blocks}: regime partial needs a whole number >= 1")
+    if not settings.backbone_lr_scale > 0:
+        raise JobSetupError(f"backbone_lr_scale {settings.backbone_lr_scale}: must be positive")
+    for key in ("dropout", "label_smoothing"):
+        if not 0 <= getattr(settings, key) < 1:
+            raise JobSetupError(f"{key} {getattr(settings, key)}: must be in [0, 1)")

@@ -22,6 +22,7 @@ SqueezeNet, where a flatten follows its classifier) is detected on two images an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 from pathlib import Path
@@ -193,6 +194,5 @@ class HeadOnly(nn.Module):
 
 
 def head_classifier(classifier: ClassifierModel) -> ClassifierModel:
-    """``classifier`` as a model of features (same parameters, same frozen parts)."""
-    return ClassifierModel(HeadOnly(classifier), classifier.name, classifier.head_name, classifier.regime,
-                           classifier.frozen_modules)
+    """``classifier`` as a model of features (same parameters, frozen parts and label smoothing)."""
+    return dataclasses.replace(classifier, model=HeadOnly(classifier))

@@ -50,6 +50,7 @@ from workers.errors import Diverged
 from workers.input_pipeline import build_pipeline
 from workers.models import ClassifierModel, build_model
 from workers.optimization import build_optimizer, build_scheduler, epochs_for_budget
+from workers.regimes import parameter_groups
 from workers.splits import Splits, make_splits
 from workers.training import evaluate, fit, make_scaler
 from workers.transforms import eval_transform, train_transform
@@ -121,9 +122,10 @@ def prepare(config: Mapping[str, Any], context: JobContext) -> PreparedJob:
         max_eval_images=cfg.max_eval_images,
     )
     torch.manual_seed(seed)
-    classifier = build_model(cfg.model, data.num_classes, cfg.weights, cfg.regime)
-    trainable = [p for p in classifier.model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(cfg.optimizer, trainable, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.nesterov)
+    classifier = build_model(cfg.model, data.num_classes, cfg.weights, cfg.regime, cfg.trainable_blocks, cfg.dropout)
+    classifier.label_smoothing = cfg.label_smoothing
+    groups = parameter_groups(classifier.model, classifier.head_name, cfg.lr, cfg.backbone_lr_scale)
+    optimizer = build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.nesterov)
     scheduler = build_scheduler(optimizer, cfg.lr_schedule, max_epochs, cfg.lr_step_size, cfg.lr_gamma)
     pipeline = build_pipeline(cfg, splits, classifier, settings, seed, options)
     return PreparedJob(
@@ -160,6 +162,7 @@ def _info(job: PreparedJob, history: list) -> dict:
         "device": device_name(job.settings.device),
         "trainable_params": trainable,
         "total_params": total,
+        "trains": job.classifier.trains if job.classifier else None,
         "skipped_images": job.skipped_images,
         "seed": job.seed,
         "train_images": len(job.splits.train),

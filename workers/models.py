@@ -6,16 +6,15 @@
   into the torch cache, ``$TORCH_HOME/hub/checkpoints``), ``none`` (random initialisation), or
   the path of a state-dict file.
 * The head (the last ``Linear``, or for SqueezeNet the last 1x1 ``Conv2d``, producing the
-  ImageNet classes) is replaced by a fresh layer with the data set's number of classes.
+  ImageNet classes) is replaced by a fresh layer with the data set's number of classes; with
+  ``dropout > 0`` the new layer drops its input first (:class:`DropoutLinear`, same state-dict keys).
 * Weights-file rule: the model is built with its ImageNet head, the head is replaced, then the
   file is loaded. Every backbone tensor must be present with the right shape; the file's head
   tensors are loaded when their shapes fit the new head (a file saved from a model trained on
   the same number of classes), otherwise they are ignored and the new head stays freshly
   initialised (e.g. a 1000-class ImageNet checkpoint).
-* Regimes: ``finetune`` trains every weight; ``frozen`` trains only the classifier block (the
-  top-level child module holding the head: ``classifier`` for VGG/AlexNet, ``fc`` for ResNet,
-  ``heads`` for ViT) and keeps the rest frozen and in eval mode, so batch-norm running
-  statistics do not move.
+* Regimes (``finetune``, ``frozen``, ``fc_frozen``, ``partial``): see :mod:`workers.regimes`;
+  frozen parts stay in eval mode during training, so batch-norm running statistics do not move.
 """
 
 from __future__ import annotations
@@ -30,24 +29,27 @@ import torch
 import torchvision
 from torch import nn
 
+from workers.config import REGIMES
 from workers.errors import JobSetupError, WeightsUnavailable
 from workers.locks import exclusive_lock
+from workers.regimes import apply_regime, frozen_subtrees
 
 logger = logging.getLogger(__name__)
 
-REGIMES = ("finetune", "frozen")
 IMAGENET_CLASSES = 1000
 
 
 @dataclass
 class ClassifierModel:
-    """A model with its replaced head and which top-level parts train."""
+    """A model with its replaced head, which parts train, and its training loss's label smoothing."""
 
     model: nn.Module
     name: str
     head_name: str  # dotted module name of the output layer, e.g. "classifier.6"
     regime: str
-    frozen_modules: list  # top-level children frozen (eval mode during training)
+    frozen_modules: list  # frozen submodules, at any depth (eval mode during training)
+    trains: str = "everything"  # what the regime trains, in words (info["trains"])
+    label_smoothing: float = 0.0  # of the training loss only (validation and test: plain cross-entropy)
 
     def train_mode(self) -> None:
         """``model.train()``, keeping frozen parts in eval mode (batch-norm statistics fixed)."""
@@ -78,15 +80,41 @@ def find_head(model: nn.Module) -> str:
     return head
 
 
-def replace_head(model: nn.Module, head_name: str, num_classes: int) -> None:
-    """Swap the output layer ``head_name`` for a new one with ``num_classes`` outputs."""
+class DropoutLinear(nn.Linear):
+    """A ``Linear`` layer that applies dropout to its input (state-dict keys as ``nn.Linear``'s)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.dropout(x))
+
+
+class DropoutConv2d(nn.Conv2d):
+    """A 1x1 ``Conv2d`` output layer that applies dropout to its input (SqueezeNet's head)."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.dropout(x))
+
+
+def replace_head(model: nn.Module, head_name: str, num_classes: int, dropout: float = 0.0) -> None:
+    """Swap the output layer ``head_name`` for a new one with ``num_classes`` outputs (dropping its
+    input with probability ``dropout``; 0: a plain layer)."""
     parent_name, _, attr = head_name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     old = getattr(parent, attr)
     if isinstance(old, nn.Linear):
-        new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+        bias = old.bias is not None
+        new: nn.Module = (DropoutLinear(old.in_features, num_classes, bias, dropout) if dropout
+                          else nn.Linear(old.in_features, num_classes, bias=bias))
     else:
-        new = nn.Conv2d(old.in_channels, num_classes, kernel_size=1)
+        new = (DropoutConv2d(old.in_channels, num_classes, dropout) if dropout
+               else nn.Conv2d(old.in_channels, num_classes, kernel_size=1))
     setattr(parent, attr, new)
 
 
@@ -148,8 +176,10 @@ def name_of(model: nn.Module) -> str:
     return type(model).__name__
 
 
-def build_model(name: str, num_classes: int, weights: Optional[str] = "none", regime: str = "finetune") -> ClassifierModel:
-    """The torchvision model ``name`` with ``weights``, a ``num_classes`` head, and ``regime`` applied."""
+def build_model(name: str, num_classes: int, weights: Optional[str] = "none", regime: str = "finetune",
+                trainable_blocks: Optional[int] = None, dropout: float = 0.0) -> ClassifierModel:
+    """The torchvision model ``name`` with ``weights``, a ``num_classes`` head (after ``dropout``), and
+    ``regime`` applied (``partial``: the last ``trainable_blocks`` backbone stages train too)."""
     if name not in classification_models():
         raise JobSetupError(f"model {name!r}: not a torchvision classification model (e.g. resnet50, vgg16, resnet18)")
     if regime not in REGIMES:
@@ -160,23 +190,8 @@ def build_model(name: str, num_classes: int, weights: Optional[str] = "none", re
     else:
         model = torchvision.models.get_model(name, weights=None)
     head_name = find_head(model)
-    replace_head(model, head_name, num_classes)
+    replace_head(model, head_name, num_classes, dropout)
     if weights not in ("none", "imagenet"):
         load_weights_file(model, head_name, Path(weights).expanduser())
-    frozen = freeze_backbone(model, head_name) if regime == "frozen" else []
-    return ClassifierModel(model, name, head_name, regime, frozen)
-
-
-def freeze_backbone(model: nn.Module, head_name: str) -> list:
-    """Freeze every top-level child except the one holding the head; return the frozen children."""
-    trainable_child = head_name.split(".")[0]
-    frozen = []
-    for child_name, child in model.named_children():
-        if child_name == trainable_child:
-            continue
-        child.requires_grad_(False)
-        frozen.append(child)
-    # Parameters registered directly on the model (e.g. ViT's class token) belong to the backbone.
-    for param in model.parameters(recurse=False):
-        param.requires_grad_(False)
-    return frozen
+    trains = apply_regime(model, head_name, regime, trainable_blocks, name)
+    return ClassifierModel(model, name, head_name, regime, frozen_subtrees(model), trains)

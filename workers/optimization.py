@@ -13,7 +13,7 @@ every ``lr_step_size`` epochs, default a third of the max-budget epochs).
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 import torch
 
@@ -56,13 +56,14 @@ def build_scheduler(
 
 def build_optimizer(
     name: str,
-    params: Iterable[torch.nn.Parameter],
+    params: Iterable[Union[torch.nn.Parameter, dict]],
     lr: float,
     weight_decay: float = 0.0,
     momentum: float = 0.9,
     nesterov: bool = False,
 ) -> torch.optim.Optimizer:
-    """``sgd`` (with ``momentum``, optionally Nesterov), ``adam`` or ``adamw``."""
+    """``sgd`` (with ``momentum``, optionally Nesterov), ``adam`` or ``adamw``. ``params``: parameters,
+    or parameter groups with their own ``lr`` (:func:`workers.regimes.parameter_groups`)."""
     if not lr > 0:
         raise JobSetupError(f"lr {lr}: must be positive")
     if weight_decay < 0:

@@ -85,7 +85,8 @@ def train_one_epoch(
     settings: TrainingSettings,
     scaler: Optional[torch.amp.GradScaler] = None,
 ) -> tuple[float, float]:
-    """Train for one pass over ``loader``; return (mean loss, accuracy).
+    """Train for one pass over ``loader``; return (mean loss, accuracy). The loss is the cross-entropy with
+    the classifier's ``label_smoothing`` (validation and test losses are plain cross-entropy).
 
     Loss and accuracy add up on the device (no host synchronisation per step); the running loss is
     checked for NaN or infinity every ``FINITE_CHECK_STEPS`` steps and at the end of the epoch.
@@ -99,7 +100,7 @@ def train_one_epoch(
         images, targets = _to_device(images, targets, settings)
         with _autocast(settings):
             logits = _logits(model(images))
-            loss = F.cross_entropy(logits, targets)
+            loss = F.cross_entropy(logits, targets, label_smoothing=classifier.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
