@@ -123,6 +123,7 @@ def render_page(root: str) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>hpo dashboard: {html.escape(root)}</title>
+<link rel="icon" href="data:,">
 <style>{STYLE}</style>
 <script src="plotly.min.js"></script>
 <script>{TABLE_SCRIPT}</script>
