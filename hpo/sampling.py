@@ -71,6 +71,108 @@ def kde_pdf(kde, points: np.ndarray) -> np.ndarray:
         return (kernel / np.prod(bw[continuous])).sum(axis=1) / data.shape[0]
 
 
+class KdeScorer:
+    """:func:`kde_pdf` of one fitted KDE, with all that does not depend on the candidates computed
+    once (per model fit): scoring 64 candidates is then one matrix product, one ``exp`` and one sum
+    over the data points, about ten times cheaper than :func:`kde_pdf` at 750 points.
+
+    The log of a data point's product kernel at a candidate is a sum over the variables: for the
+    continuous ones ``-|a - b|^2 = 2 a.b - |a|^2 - |b|^2`` (``a``, ``b``: candidate and data point,
+    centred on the data's mean and divided by ``sqrt(2) * bw``), for a discrete one the log of its
+    kernel factor, looked up in a (level × data point) table by the candidate's level (a one-hot
+    row). Stacked as columns, all of it is one product ``[a, one-hot, 1] @ [2b, log table, -|b|^2]``.
+    The pdf equals statsmodels' within 1e-10 relative (rounding; tests/test_sampling.py), so the
+    proposals are those of :func:`kde_pdf`. An unordered variable with one level in the data has an
+    infinite kernel off that level (statsmodels divides by the number of other levels; NaN for a
+    zero bandwidth): the pdf there is inf, or NaN where a kernel term is 0, as statsmodels has it. Where a kernel factor is not finite
+    and non-negative otherwise (a bandwidth above 1), or a candidate's discrete value is not one of
+    ``levels``, it falls back to :func:`kde_pdf`."""
+
+    def __init__(self, kde, levels: np.ndarray) -> None:
+        self.kde = kde
+        self._data = kde.data
+        self._bw = np.array(kde.bw, dtype=float, copy=True)
+        data = np.asarray(kde.data, dtype=float)
+        kinds = np.array(list(kde.var_type))
+        if not set(kinds) <= {"c", "u", "o"}:
+            raise ValueError(f"unknown KDE variable types in {kde.var_type!r}")
+        self.levels = np.asarray(levels, dtype=int)
+        self.continuous = kinds == "c"
+        self.discrete = np.flatnonzero(~self.continuous)
+        n = data.shape[0]
+        bw = self._bw
+        h = bw[self.continuous]
+        self.factor = _GAUSS_NORM ** int(self.continuous.sum()) / np.prod(h) / n
+        self.centre = data[:, self.continuous].mean(axis=0) if n else np.zeros(int(self.continuous.sum()))
+        self.scale = 1.0 / (math.sqrt(2.0) * h)
+        b = (data[:, self.continuous] - self.centre) * self.scale
+        columns = [2.0 * b]
+        self.offsets = []
+        self.single_levels: list[tuple[int, float]] = []
+        self.exact_only = False
+        offset = b.shape[1]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            for j in self.discrete:
+                count = int(self.levels[j])
+                x = np.arange(count, dtype=float)[:, None]
+                xi = data[None, :, j]
+                hj = bw[j]
+                if kinds[j] == "u":
+                    seen = np.unique(data[:, j]).size
+                    table = np.where(xi == x, 1 - hj, np.float64(hj) / np.float64(seen - 1))
+                    if seen == 1 and 1 - hj > 0:
+                        # one level seen: off it the kernel is hj / 0 (inf, or NaN for a zero
+                        # bandwidth) for every data point alike; pdf() applies that to the candidates
+                        self.single_levels.append((j, data[0, j], bool(hj > 0)))
+                        table = np.where(xi == x, 1 - hj, 1.0)
+                else:
+                    table = np.where(xi == x, 1 - hj, 0.5 * (1 - hj) * (hj ** np.abs(xi - x)))
+                if count < 1 or not (np.isfinite(table).all() and (table >= 0).all()):
+                    self.exact_only = True
+                # log 0 is -inf, which a matrix product turns into NaN next to a 0: -1e4 is exp's 0 too
+                columns.append(np.maximum(np.log(table), -1e4).T)
+                self.offsets.append(offset)
+                offset += count
+        columns.append(-(b ** 2).sum(axis=1, keepdims=True))
+        self.width = offset + 1
+        self.table = np.ascontiguousarray(np.hstack(columns).T) if n else np.zeros((self.width, 0))
+
+    def fits(self, kde) -> bool:
+        """True while ``kde`` is the model this scorer was made for, unchanged."""
+        return kde is self.kde and kde.data is self._data and np.array_equal(kde.bw, self._bw)
+
+    def pdf(self, points: np.ndarray) -> np.ndarray:
+        """The KDE's pdf at each row of ``points`` (as :func:`kde_pdf`)."""
+        points = np.atleast_2d(np.asarray(points, dtype=float))
+        if self.exact_only or self.table.shape[1] == 0:
+            return kde_pdf(self.kde, points)
+        row = np.zeros((points.shape[0], self.width))
+        a = (points[:, self.continuous] - self.centre) * self.scale
+        row[:, :a.shape[1]] = a
+        for j, offset in zip(self.discrete, self.offsets):
+            level = points[:, j]
+            if not ((level >= 0) & (level < self.levels[j]) & (level == np.trunc(level))).all():
+                return kde_pdf(self.kde, points)
+            row[np.arange(len(level)), offset + level.astype(int)] = 1.0
+        row[:, -1] = 1.0
+        with np.errstate(over="ignore", under="ignore"):
+            log_kernel = row @ self.table
+            log_kernel -= (a ** 2).sum(axis=1)[:, None]
+            kernel = np.exp(log_kernel)
+            pdf = kernel.sum(axis=1) * self.factor
+        if self.single_levels:
+            off = np.zeros(points.shape[0], dtype=bool)
+            off_nan = np.zeros(points.shape[0], dtype=bool)
+            for j, level, infinite in self.single_levels:
+                off |= points[:, j] != level
+                if not infinite:
+                    off_nan |= points[:, j] != level
+            # finite kernel × inf: inf, but 0 × inf is NaN, and one NaN term makes the sum NaN
+            pdf[off] = np.where((kernel[off] == 0).any(axis=1), np.nan, np.inf)
+            pdf[off_nan] = np.nan
+        return pdf
+
+
 def draw_candidates(kde_good, vartypes: np.ndarray, num_samples: int, bandwidth_factor: float,
                     min_bandwidth: float) -> np.ndarray:
     """``num_samples`` candidate vectors around points of the good KDE, as hpbandster draws them.
@@ -168,6 +270,14 @@ class VectorizedBOHB(HpBandSterBOHB):
             cached = self._categorical_cache = (self.configspace, mask)
         return cached[1]
 
+    def _scorer(self, role: str, kde) -> KdeScorer:
+        """The :class:`KdeScorer` of the current ``good`` or ``bad`` model, made once per model fit."""
+        scorers = self.__dict__.setdefault("_scorers", {})
+        scorer = scorers.get(role)
+        if scorer is None or not scorer.fits(kde):
+            scorer = scorers[role] = KdeScorer(kde, self.vartypes)
+        return scorer
+
     def _random(self) -> tuple[dict, dict]:
         return self._active_only(self.configspace.sample_configuration()), {"model_based_pick": False}
 
@@ -184,7 +294,8 @@ class VectorizedBOHB(HpBandSterBOHB):
             kde_good, kde_bad = models["good"], models["bad"]
             candidates = draw_candidates(kde_good, self.vartypes, self.num_samples, self.bw_factor,
                                          self.min_bandwidth)
-            best = pick_best(kde_pdf(kde_good, candidates), kde_pdf(kde_bad, candidates))
+            best = pick_best(self._scorer("good", kde_good).pdf(candidates),
+                             self._scorer("bad", kde_bad).pdf(candidates))
             if best is None:
                 self.logger.debug("Sampling based optimization with %i samples failed -> using random "
                                   "configuration", self.num_samples)

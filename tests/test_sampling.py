@@ -18,7 +18,8 @@ from hpbandster.optimizers.config_generators.bohb import BOHB as HpBandSterBOHB
 import hpo.jobs
 import hpo.worker
 from hpo.optimizers import ServiceBOHB, _install_generator, _model_ordinals, _OrdinalsAsCategoricals
-from hpo.sampling import VectorizedBOHB, draw_candidates, kde_pdf, pick_best
+from hpo import sampling
+from hpo.sampling import KdeScorer, VectorizedBOHB, draw_candidates, kde_pdf, pick_best
 from hpo.space import load_space
 from tests.conftest import SPACES
 
@@ -103,6 +104,80 @@ def test_kde_pdf_is_statsmodels_pdf(fitted_models):
         expected = kde.pdf(points)
     assert not np.isfinite(expected).all() and np.isfinite(expected).any()
     np.testing.assert_allclose(kde_pdf(kde, points), expected, rtol=1e-10, atol=0, equal_nan=True)
+
+
+def _fit_models(space, results: int, seed: int = 0) -> dict:
+    """hpbandster's KDE models at budget 9 after ``results`` results of random configurations."""
+    space.seed(seed)
+    np.random.seed(seed)
+    generator = _generator(HpBandSterBOHB, space)
+    configs = space.sample_configuration(results)
+    for i, config in enumerate(configs):
+        job = Job((0, 0, i), config=dict(config), budget=9.0, working_directory=".")
+        job.result = {"loss": abs(math.log10(config["lr"]) + 2) + (0 if config["optimizer"] == "sgd" else 1)}
+        generator.new_result(job, update_model=i == results - 1)
+    return generator.kde_models
+
+
+def _assert_same_pdf(got: np.ndarray, expected: np.ndarray) -> None:
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-10, atol=0)
+
+
+def test_kde_scorer_is_statsmodels_pdf(space, fitted_models):
+    """The per-fit precomputed scorer (one matrix product) gives statsmodels' pdf: on the fitted
+    models, on large ones (700 bad points, a good model whose 'optimizer' saw one level: infinite
+    off it), and on every kernel with a one-level unordered variable (inf, and NaN where a term is 0)."""
+    np.random.seed(11)
+    vartypes = np.array([3, 0, 0, 0, 2, 0, 0])
+    large = _fit_models(space, 820)
+    assert large[9.0]["bad"].data.shape[0] > 600
+    assert np.unique(large[9.0]["good"].data[:, 4]).size == 1, "the one-level case is covered"
+    for models in (fitted_models, large):
+        for kde in (models[9.0]["good"], models[9.0]["bad"]):
+            points = np.vstack([kde.data[:100], draw_candidates(kde, vartypes, 300, 3, 1e-3)])
+            with np.errstate(all="ignore"):
+                expected = kde.pdf(points)
+            scorer = KdeScorer(kde, vartypes)
+            assert not scorer.exact_only
+            _assert_same_pdf(scorer.pdf(points), expected)
+    rng = np.random.default_rng(2)
+    data = np.column_stack([rng.random(30), rng.integers(0, 3, 30), rng.integers(0, 4, 30), np.zeros(30)])
+    kde = sm.nonparametric.KDEMultivariate(data=data, var_type="cuou", bw="normal_reference")
+    points = np.column_stack([rng.random(50), rng.integers(0, 3, 50), rng.integers(0, 4, 50), rng.integers(0, 2, 50)])
+    points[0, 0] = 50.0  # far from every data point: every kernel term 0, so 0 × inf: NaN off the level
+    points[0, 3] = 1
+    with np.errstate(all="ignore"):
+        expected = kde.pdf(points)
+    assert np.isnan(expected).any() and np.isfinite(expected).any()
+    _assert_same_pdf(KdeScorer(kde, np.array([0, 3, 4, 2])).pdf(points), expected)
+    # a level beyond those declared: the exact path
+    points[1, 1] = 7
+    with np.errstate(all="ignore"):
+        _assert_same_pdf(KdeScorer(kde, np.array([0, 3, 4, 2])).pdf(points), kde.pdf(points))
+
+
+def test_the_scorer_picks_the_configurations_kde_pdf_picks(space, monkeypatch):
+    """Same seed, same proposals, whether the candidates are scored by the scorer or by kde_pdf:
+    the scorer changes the cost, not one choice (400 proposals, on a model of 700+ bad points)."""
+    models = _fit_models(space, 820)
+    generator = _with_models(VectorizedBOHB, space, models, random_fraction=0.0)
+    fast = _draw(generator, 400, seed=12)
+    assert len(generator._scorers) == 2, "the scorers are made once and kept"
+    monkeypatch.setattr(sampling.KdeScorer, "pdf", lambda self, points: kde_pdf(self.kde, points))
+    exact = _draw(_with_models(VectorizedBOHB, space, models, random_fraction=0.0), 400, seed=12)
+    assert fast == exact
+    assert len({tuple(sorted(c.items())) for c, _ in fast}) > 300, "the proposals are not all the same"
+
+
+def test_a_refit_model_gets_a_new_scorer(space):
+    generator = _with_models(VectorizedBOHB, space, _fit_models(space, 120))
+    first = generator._scorer("bad", generator.kde_models[9.0]["bad"])
+    assert generator._scorer("bad", generator.kde_models[9.0]["bad"]) is first
+    generator.kde_models = _fit_models(space, 150, seed=1)
+    assert generator._scorer("bad", generator.kde_models[9.0]["bad"]) is not first
 
 
 def _hpbandster_pick(good: list, bad: list):
