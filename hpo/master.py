@@ -23,7 +23,7 @@ from hpo.names import check_run_id
 from hpo.network import local_address_towards, wait_for_nameserver
 from hpo.optimizers import OPTIMIZERS, budget_ladder, make_optimizer
 from hpo.progress import Progress
-from hpo.results import ResultsLog, package_versions, utc_now, write_run_metadata
+from hpo.results import ResultsLog, package_versions, utc_now, write_configspace, write_run_metadata
 from hpo.space import BudgetSettings, SearchSpace
 from hpo.transport import Transport, check_listen_address, configure
 
@@ -131,6 +131,7 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
         }
     metadata["status"] = "running"
     write_run_metadata(results_dir, metadata)
+    write_configspace(results_dir, space.configspace)  # for DeepCAVE/CAVE, with configs.json and results.json
     heartbeat = Heartbeat(results_dir).start()  # lets hpo-report tell a dead master from a running one
     attempts = AttemptsLog(results_dir)
 

@@ -42,6 +42,10 @@ CONFIGS_FILE = "configs.json"
 RESULTS_FILE = "results.json"
 LOG_FILES = (CONFIGS_FILE, RESULTS_FILE)
 RUN_FILE = "run.json"
+CONFIGSPACE_FILE = "configspace.json"  # ConfigSpace's own JSON of the run's space (DeepCAVE, CAVE)
+#: ``info.state`` of a failed job by its ``info.reason`` (the states DeepCAVE's BOHB converter reads);
+#: any other failure is ``CRASHED``, a job that succeeded ``SUCCESS``.
+FAILURE_STATES = {"oom": "MEMOUT", "timeout": "TIMEOUT", "worker_lost": "TIMEOUT"}
 VERSIONED_PACKAGES = ("hpo", "hpbandster", "ConfigSpace", "Pyro4", "numpy", "pandas", "torch", "torchvision")
 
 _CHUNK = 1 << 20
@@ -92,7 +96,8 @@ class ResultsLog(json_result_logger):
             if job.id not in self.config_ids:
                 append_log_line(self.config_fn, [job.id, job.kwargs["config"], {}], sync=False)
                 self.config_ids.add(job.id)
-            append_log_line(self.results_fn, [job.id, job.kwargs["budget"], job.timestamps, job.result, job.exception],
+            result = with_state(job.result, job.exception)
+            append_log_line(self.results_fn, [job.id, job.kwargs["budget"], job.timestamps, result, job.exception],
                             sync=False)
         self._syncer.mark()
 
@@ -103,6 +108,33 @@ class ResultsLog(json_result_logger):
     def close(self) -> None:
         """Stop the background syncer and fsync every line written; safe to call twice."""
         self._syncer.close()
+
+
+def with_state(result: Any, exception: Optional[str]) -> dict:
+    """The result as logged: its ``info`` with ``state`` (``SUCCESS``, ``CRASHED``, ``MEMOUT``,
+    ``TIMEOUT``) as DeepCAVE's and CAVE's BOHB converters read it. A job that raised (no result)
+    gets ``{"loss": null, "info": {"state": "CRASHED", "status": "failed", "reason": "crashed",
+    "message": <the exception's last line>}}``; its traceback stays in the line's ``exception``.
+    ``result`` itself is not changed."""
+    if not isinstance(result, dict):
+        lines = [line.strip() for line in str(exception or "").strip().splitlines() if line.strip()]
+        info = {"status": "failed", "reason": "crashed", "message": lines[-1] if lines else "no result"}
+        return {"loss": None, "info": {**info, "state": "CRASHED"}}
+    info = result.get("info") if isinstance(result.get("info"), dict) else {}
+    loss = result.get("loss")
+    failed = info.get("status") == "failed" or not isinstance(loss, (int, float)) or loss != loss \
+        or loss in (float("inf"), float("-inf"))
+    state = FAILURE_STATES.get(info.get("reason"), "CRASHED") if failed else "SUCCESS"
+    return {**result, "info": {**info, "state": state}}
+
+
+def write_configspace(directory: str | os.PathLike, configspace) -> Path:
+    """Write the run's space as ``configspace.json`` (``ConfigurationSpace.to_json``), atomically."""
+    import io
+
+    buffer = io.StringIO()
+    configspace.to_json(buffer)
+    return replace_file(Path(directory) / CONFIGSPACE_FILE, buffer.getvalue().encode())
 
 
 # --- durable files --------------------------------------------------------------------------------
@@ -355,9 +387,15 @@ def write_run_metadata(directory: str | os.PathLike, metadata: Mapping[str, Any]
     which is synced, renamed over ``run.json``, and the directory synced.
     """
     path = Path(directory) / RUN_FILE
-    _make_directory(path.parent)
     data = (json.dumps(to_json_safe(dict(metadata)), indent=2, allow_nan=False) + "\n").encode()
-    tmp = path.parent / f".{RUN_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    return replace_file(path, data)
+
+
+def replace_file(path: Path, data: bytes) -> Path:
+    """Replace ``path`` with ``data`` atomically and durably (temporary file, fsync, rename, fsync
+    of the directory)."""
+    _make_directory(path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         try:

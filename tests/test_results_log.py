@@ -249,9 +249,16 @@ def test_lines_are_hpbandsters_and_its_loader_reads_them(tmp_path):
         theirs.new_config(job.id, job.kwargs["config"], {"model_based_pick": False})
         theirs(job)
     for name in ("configs.json", "results.json"):
-        ours = (tmp_path / "ours" / name).read_text().splitlines()
-        assert ours[: len((tmp_path / "theirs" / name).read_text().splitlines())] == \
-            (tmp_path / "theirs" / name).read_text().splitlines()
+        ours = [json.loads(line) for line in (tmp_path / "ours" / name).read_text().splitlines()]
+        theirs_lines = [json.loads(line) for line in (tmp_path / "theirs" / name).read_text().splitlines()]
+        if name == "results.json":  # ours adds info.state (for DeepCAVE) and a result for a crashed job
+            assert [line[3]["info"]["state"] for line in ours] == ["SUCCESS"] * 3 + ["CRASHED"] * 2
+            assert ours[3][3] == {"loss": None, "info": {"status": "failed", "reason": "crashed",
+                                                         "message": "worker died", "state": "CRASHED"}}
+            for line in ours:
+                line[3]["info"].pop("state")
+            ours[3][3] = None
+        assert ours[: len(theirs_lines)] == theirs_lines
     result = logged_results_to_HBS_result(str(tmp_path / "ours"))
     runs = result.get_all_runs()
     assert len(runs) == 5

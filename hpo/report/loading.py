@@ -291,8 +291,8 @@ def _results_frame(
                     statuses.append("ok")
                     reasons.append(None)
                     messages.append(None)
-            else:
-                statuses.append("failed")
+            else:  # a job that raised is logged with reason "crashed" (and its traceback in exception)
+                statuses.append("crashed" if info.get("reason") == "crashed" else "failed")
                 reasons.append(str(info.get("reason") or ("no loss" if loss is None else "non-finite loss")))
                 messages.append(str(info.get("message") or _last_line(exception) or ""))
                 loss = None
