@@ -85,7 +85,7 @@ def loss_vs_budget(report: RunReport) -> go.Figure:
             hovertemplate=f"{config_id}<br>budget %{{x}}<br>loss %{{customdata:.4g}}<extra></extra>",
         ))
     figure.update_layout(title="Loss against budget, every result", xaxis_title=_budget_title(report), yaxis_title=_loss_title(report))
-    figure.update_yaxes(range=axis.plotly_range, type=axis.scale)
+    figure.update_yaxes(range=_headroom(axis), type=axis.scale)
     figure.update_xaxes(type="log" if log_x else "linear", tickvals=list(budgets), ticktext=[_budget_text(b) for b in budgets])
     return _styled(figure)
 
@@ -127,7 +127,7 @@ def loss_vs_hyperparameters(report: RunReport) -> go.Figure:
         else:
             figure.update_xaxes(tickvals=list(range(len(categories))), ticktext=[str(c) for c in categories],
                                 title_text=hp.name, row=row, col=col)
-    figure.update_yaxes(range=axis.plotly_range, type=axis.scale)
+    figure.update_yaxes(range=_headroom(axis), type=axis.scale)
     figure.update_yaxes(title_text=_loss_title(report), col=1)
     figure.update_layout(title="Loss against each hyperparameter (colour: budget)", height=max(380, 300 * rows),
                          legend_title_text="budget")
@@ -168,6 +168,7 @@ def parallel_coordinates(report: RunReport) -> go.Figure:
         dimensions=dimensions,
     ))
     figure.update_layout(title="Parallel coordinates (one line per result; colour: loss, failed at the top)")
+    figure.update_layout(margin={"t": 110, "l": 80, "r": 40}, title_y=0.97)
     return _styled(figure)
 
 
@@ -203,7 +204,7 @@ def learning_curves(report: RunReport, limit: int = MAX_CURVES) -> go.Figure:
             figure.add_trace(_outlier_marks(epochs[out], axis, losses[out], config_id))
     figure.update_layout(title=f"Learning curves: validation loss per epoch (best {len(curves)})",
                          xaxis_title="epoch", yaxis_title="validation loss")
-    figure.update_yaxes(range=axis.plotly_range, type=axis.scale)
+    figure.update_yaxes(range=_headroom(axis), type=axis.scale)
     return _styled(figure)
 
 
@@ -298,7 +299,7 @@ def _incumbent(report: RunReport, x: pd.Series, end: float) -> go.Figure:
         x=xs, y=ys, mode="lines+markers", line_shape="hv", name="incumbent", customdata=custom,
         hovertemplate="%{customdata[0]} at budget %{customdata[1]}<br>loss %{y:.4g}<extra></extra>",
     ))
-    figure.update_yaxes(title_text=_loss_title(report), range=axis.plotly_range, type=axis.scale)
+    figure.update_yaxes(title_text=_loss_title(report), range=_headroom(axis), type=axis.scale)
     return _styled(figure)
 
 
@@ -357,12 +358,8 @@ def _dimension(column: pd.Series, hp: Hyperparameter) -> dict:
     finite = shown[np.isfinite(shown)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     span = high - low or 1.0
-    if log:
-        decades = np.arange(math.floor(low), math.ceil(high) + 1)
-        tickvals, ticktext = list(decades.astype(float)), [f"1e{int(d)}" for d in decades]
-    else:
-        tickvals = list(np.linspace(low, high, 5)) if high > low else [low]
-        ticktext = [f"{v:.3g}" for v in tickvals]
+    tickvals = list(np.linspace(low, high, 5)) if high > low else [low]
+    ticktext = [f"{10 ** v if log else v:.3g}" for v in tickvals]
     if not present.all():  # inactive (a condition not met): below the range, with its own tick
         inactive = low - 0.15 * span
         shown = np.where(np.isfinite(shown), shown, inactive)
@@ -412,6 +409,12 @@ def _run_span(report: RunReport) -> float:
     return span if math.isfinite(span) else 0.0
 
 
+def _headroom(axis: LossScale) -> list[float]:
+    """The axis range with room above its edge, where outliers and failed jobs are drawn whole."""
+    low, high = axis.plotly_range
+    return [low, high + 0.04 * (high - low)]
+
+
 def _empty(title: str, message: str) -> go.Figure:
     figure = go.Figure()
     figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 16})
@@ -420,7 +423,9 @@ def _empty(title: str, message: str) -> go.Figure:
 
 
 def _styled(figure: go.Figure) -> go.Figure:
-    figure.update_layout(template="plotly_white", margin={"l": 60, "r": 30, "t": 60, "b": 50}, hovermode="closest")
+    margin = {"l": 60, "r": 30, "t": 60, "b": 50}
+    margin.update({side: value for side, value in figure.layout.margin.to_plotly_json().items() if value is not None})
+    figure.update_layout(template="plotly_white", margin=margin, hovermode="closest")
     return figure
 
 
