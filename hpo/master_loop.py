@@ -135,6 +135,17 @@ class ServiceMaster:
         """(running, queued) jobs right now."""
         return len(self.dispatcher.running_jobs), self.dispatcher.waiting_jobs.qsize()
 
+    def active_iterations(self) -> list[int]:
+        """hpbandster's list of the unfinished iterations' indices, without rescanning the finished
+        ones at the front on every step of the loop (hpbandster's scans all: 0.3 ms at 450 iterations)."""
+        iterations = self.iterations
+        start = getattr(self, "_finished_below", 0) if getattr(self, "_scanned_list", None) is iterations else 0
+        start = min(start, len(iterations))
+        while start < len(iterations) and iterations[start].is_finished:
+            start += 1
+        self._scanned_list, self._finished_below = iterations, start
+        return [i for i in range(start, len(iterations)) if not iterations[i].is_finished]
+
     # --- the loop -----------------------------------------------------------------------------
 
     def _check_running(self) -> None:

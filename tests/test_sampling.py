@@ -346,3 +346,27 @@ def _impute_both(data: np.ndarray, vartypes: np.ndarray, repeats: int) -> tuple[
     np.random.seed(11)
     ours = np.stack([impute_conditional(data, vartypes) for _ in range(repeats)])
     return ours, theirs
+
+
+def test_active_iterations_are_hpbandsters_without_rescanning_the_finished():
+    """The master loop asks for the unfinished iterations at every step: the same list as
+    hpbandster's Master.active_iterations, as iterations finish in any order and new ones start."""
+    from types import SimpleNamespace
+
+    from hpbandster.core.master import Master
+
+    from hpo.master_loop import ServiceMaster
+
+    rng = np.random.default_rng(13)
+    ours, theirs = ServiceMaster(), SimpleNamespace()
+    ours.iterations = theirs.iterations = []
+    for _ in range(300):
+        if rng.random() < 0.3:
+            ours.iterations.append(SimpleNamespace(is_finished=False))
+        unfinished = [it for it in ours.iterations if not it.is_finished]
+        if unfinished and rng.random() < 0.3:
+            unfinished[int(rng.integers(len(unfinished)))].is_finished = True
+        assert ours.active_iterations() == Master.active_iterations(theirs)
+    assert sum(it.is_finished for it in ours.iterations) > 20 and ours._finished_below > 0
+    ours.iterations = [SimpleNamespace(is_finished=False)]  # a new list (a resumed run): scanned afresh
+    assert ours.active_iterations() == [0]
