@@ -100,7 +100,16 @@ class ServiceMaster:
         if self.checkpoint_keeper is None:
             return
         try:
-            self.checkpoint_keeper.sweep(self.iterations)
+            # an iteration finished before a sweep had all its configurations looked at by it: later
+            # sweeps start after the finished ones at the front (a sweep of all is O(configurations))
+            iterations = self.iterations
+            start = getattr(self, "_swept_below", 0) if getattr(self, "_swept_list", None) is iterations else 0
+            finished = [it.is_finished for it in iterations[start:]]
+            self.checkpoint_keeper.sweep(iterations[start:])
+            done = 0
+            while done < len(finished) and finished[done]:
+                done += 1
+            self._swept_list, self._swept_below = iterations, start + done
         except Exception:  # housekeeping must never stop a run
             logging.getLogger("hpo.checkpoints").exception("checkpoint housekeeping failed")
 

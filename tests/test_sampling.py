@@ -370,3 +370,55 @@ def test_active_iterations_are_hpbandsters_without_rescanning_the_finished():
     assert sum(it.is_finished for it in ours.iterations) > 20 and ours._finished_below > 0
     ours.iterations = [SimpleNamespace(is_finished=False)]  # a new list (a resumed run): scanned afresh
     assert ours.active_iterations() == [0]
+
+
+def test_checkpoint_sweeps_skip_only_iterations_already_swept_finished():
+    """The loop sweeps checkpoints at every step; it passes the keeper only the iterations from the
+    first one not finished at an earlier sweep, so every configuration is still seen in its final
+    state (as when every sweep sees all), and late sweeps do not walk the whole run."""
+    from types import SimpleNamespace
+
+    from hpo.master_loop import ServiceMaster
+
+    terminal = ("TERMINATED", "CRASHED", "COMPLETED")
+
+    class Keeper:
+        def __init__(self) -> None:
+            self.seen: set = set()
+            self.sizes: list[int] = []
+
+        def sweep(self, iterations) -> list:
+            iterations = list(iterations)
+            self.sizes.append(len(iterations))
+            self.seen |= {cid for it in iterations for cid, d in it.data.items() if d.status in terminal}
+            return []
+
+    rng = np.random.default_rng(14)
+    master = ServiceMaster()
+    master.iterations, master.checkpoint_keeper = [], Keeper()
+    everything: set = set()
+    for step in range(400):
+        if rng.random() < 0.2:
+            i = len(master.iterations)
+            master.iterations.append(SimpleNamespace(is_finished=False, data={
+                (i, 0, k): SimpleNamespace(status="RUNNING") for k in range(3)}))
+        for it in master.iterations:
+            if it.is_finished:
+                continue
+            for datum in it.data.values():
+                if datum.status == "RUNNING" and rng.random() < 0.1:
+                    datum.status = "TERMINATED" if rng.random() < 0.5 else "REVIEW"
+            if rng.random() < 0.05:  # finish_up: every configuration COMPLETED
+                it.is_finished = True
+                for datum in it.data.values():
+                    datum.status = "COMPLETED"
+        master._tidy_checkpoints()
+        everything |= {cid for it in master.iterations for cid, d in it.data.items() if d.status in terminal}
+    for it in master.iterations:  # the run ends: a last sweep after everything finished
+        it.is_finished = True
+        for datum in it.data.values():
+            datum.status = "COMPLETED"
+    master._tidy_checkpoints()
+    everything |= {cid for it in master.iterations for cid, d in it.data.items()}
+    assert master.checkpoint_keeper.seen == everything
+    assert len(master.iterations) > 50 and master.checkpoint_keeper.sizes[-2] < len(master.iterations) / 2
