@@ -73,19 +73,29 @@ def decode_transform(image_size: int) -> v2.Compose:
 _STATISTICS: dict = {}  # device -> (mean, std) tensors, made once (no host-to-device copy per batch)
 
 
+def _statistics(device: torch.device) -> tuple:
+    if device not in _STATISTICS:
+        _STATISTICS[device] = tuple(
+            torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD)
+        )
+    return _STATISTICS[device]
+
+
 def normalize_float(images: torch.Tensor) -> torch.Tensor:
     """Float images in [0, 1] (..., 3, H, W) -> ImageNet-normalised, with ``v2.Normalize``'s arithmetic."""
-    if images.device not in _STATISTICS:
-        _STATISTICS[images.device] = tuple(
-            torch.tensor(values, dtype=torch.float32, device=images.device).view(-1, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD)
-        )
-    mean, std = _STATISTICS[images.device]
+    mean, std = _statistics(images.device)
     return images.sub(mean).div_(std)
+
+
+def normalize_float_(images: torch.Tensor) -> torch.Tensor:
+    """:func:`normalize_float` in place (the same values, no new tensor)."""
+    mean, std = _statistics(images.device)
+    return images.sub_(mean).div_(std)
 
 
 def normalize_batch(images: torch.Tensor) -> torch.Tensor:
     """``uint8`` images (..., 3, H, W) -> float32 in [0, 1], ImageNet-normalised (as the per-image path)."""
-    return normalize_float(v2.functional.to_dtype(images.as_subclass(torch.Tensor), torch.float32, scale=True))
+    return normalize_float_(v2.functional.to_dtype(images.as_subclass(torch.Tensor), torch.float32, scale=True))
 
 
 def train_transform(image_size: int, augmentation: str = "none") -> v2.Compose:
