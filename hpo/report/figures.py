@@ -24,8 +24,9 @@ from hpo.report.status import read_attempts
 from hpo.report.tables import RunReport, successful
 from hpo.report.trials import result_status
 
-#: Most points drawn per scatter (a fixed random sample beyond): keeps huge logs responsive.
-MAX_POINTS = 20_000
+#: Most results drawn per chart (a fixed random sample beyond, failures always kept): keeps the
+#: figures of huge logs small enough to redraw every few seconds.
+MAX_POINTS = 5_000
 #: Learning curves are drawn for at most this many configurations (the best ones).
 MAX_CURVES = 30
 COLOURS = qualitative.Plotly
@@ -309,8 +310,8 @@ def _loss_scatter(axis: LossScale, x: np.ndarray, rows: pd.DataFrame, name: str,
     return go.Scatter(
         x=x, y=axis.shown(losses), mode="markers", name=name,
         marker={"color": colour, "size": np.where(out, 10, 6), "symbol": np.where(out, OUTLIER_SYMBOL, "circle").tolist()},
-        customdata=np.stack([rows["config_id"].astype(str).to_numpy(), losses.astype(object)], axis=-1) if len(rows) else None,
-        hovertemplate="%{customdata[0]}<br>loss %{customdata[1]:.4g}<extra>" + name + "</extra>", **extra,
+        text=rows["config_id"].astype(str).tolist(), customdata=losses,
+        hovertemplate="%{text}<br>loss %{customdata:.4g}<extra>" + name + "</extra>", **extra,
     )
 
 
@@ -398,7 +399,12 @@ def _jitter(count: int, log: bool) -> np.ndarray:
 
 
 def _sample(results: pd.DataFrame) -> pd.DataFrame:
-    return results.sample(MAX_POINTS, random_state=0).sort_index() if len(results) > MAX_POINTS else results
+    if len(results) <= MAX_POINTS:
+        return results
+    failed = results[results["status"] != "ok"]
+    ok = results[results["status"] == "ok"]
+    kept = ok.sample(max(MAX_POINTS - len(failed), 0), random_state=0) if len(ok) > MAX_POINTS - len(failed) else ok
+    return pd.concat([kept, failed.head(MAX_POINTS)]).sort_index()
 
 
 def _run_span(report: RunReport) -> float:

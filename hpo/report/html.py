@@ -128,6 +128,10 @@ def trials_table(run: RunLog) -> dict:
         column = shown[name]
         if pd.api.types.is_datetime64_any_dtype(column):
             cells.append([None if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M:%S") for v in column])
+        elif pd.api.types.is_bool_dtype(column) or pd.api.types.is_integer_dtype(column):
+            cells.append(column.tolist())
+        elif pd.api.types.is_float_dtype(column):
+            cells.append([v if math.isfinite(v) else None for v in column.tolist()])
         else:
             cells.append([_json_value(v) for v in column.to_numpy(dtype=object)])
     return {"columns": columns, "rows": [list(row) for row in zip(*cells)] if cells else []}
