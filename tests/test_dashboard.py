@@ -203,6 +203,21 @@ def _results_root(tmp_path: Path) -> Path:
     return root
 
 
+def test_runs_are_found_nested_and_read_again_only_when_their_files_change(tmp_path):
+    from hpo.dashboard.runs import RunCatalog
+
+    root = _results_root(tmp_path)
+    catalog = RunCatalog(root)
+    assert catalog.run_ids() == ["group/run2", "run1", "starting"]  # not run1/checkpoints/x
+    first = catalog.view("run1")
+    payload = catalog.payload("run1")
+    assert catalog.view("run1") is first and catalog.payload("run1") is payload  # unchanged: nothing parsed
+    _append_result(root / "run1", [1, 0, 0], 0.25)
+    second = catalog.view("run1")
+    assert second is not first and second.version != first.version and len(second.report.run.results) == 12
+    assert catalog.view("../run1") is None and catalog.view(str(root / "run1")) is None  # only discovered runs
+
+
 def test_dashboard_endpoints_serve_runs_figures_and_every_result(tmp_path):
     root = _results_root(tmp_path)
     dashboard = Dashboard(root)

@@ -93,6 +93,9 @@ class RunCatalog:
             if now - stamp > DISCOVERY_TTL:
                 found = find_runs(self.root)
                 self._found = (now, found)
+                known = {self._run_id(path) for path in found}
+                for gone in [run_id for run_id in self._views if run_id not in known]:
+                    del self._views[gone]  # a run directory deleted or moved away
         return [self._run_id(path) for path in found]
 
     def summaries(self) -> list[dict]:
