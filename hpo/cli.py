@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -18,10 +17,6 @@ from hpo.errors import UserError
 from hpo.network import DEFAULT_NAMESERVER_PORT, parse_address
 
 logger = logging.getLogger("hpo")
-
-#: Failure reasons that mean the user's input is wrong rather than the training (diverged, oom).
-USER_FAILURES = {"config", "weights", "data", "images"}
-
 
 def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO
@@ -329,49 +324,14 @@ def cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_set(items: Sequence[str]) -> dict:
-    from hpo.space import parse_value
-
-    values = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep or not name:
-            raise UserError(f"--set {item!r}: expected NAME=VALUE")
-        values[name.strip()] = parse_value(text)
-    return values
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from hpo.jobs import JobContext, is_failure, load_job
-    from hpo.space import load_space
-    from hpo.values import to_json_safe
+    from hpo.train import parse_set, run_train
 
-    space = load_space(args.space)
-    budget = _budget(space, args)
-    config = space.config_with(_parse_set(args.set or []))
-    epochs = args.budget if args.budget is not None else budget.max_budget
-    if not 0 < epochs < float("inf"):
-        raise UserError(f"--budget: must be a finite number > 0 (got {epochs:g})")
-    context = JobContext(
-        budget=float(epochs), max_budget=float(max(budget.max_budget, epochs)), min_budget=budget.min_budget,
-        run_id="train", config_id=(0, 0, 0), seed=space.seed if args.seed is None else args.seed,
-        device=args.device, data_root=args.data_root, working_directory=str(Path(args.work_dir or ".").resolve()),
-        options=_worker_options(args),
-    )
-    logger.info("config: %s", json.dumps(config))
-    job = load_job(args.job or space.job)
-    started = time.time()
-    result = job(config, context)
-    stamps = {"submitted": started, "started": started, "finished": time.time()}
-    line = to_json_safe([[0, 0, 0], float(epochs), stamps, result, None])
-    print(json.dumps(line, indent=args.indent))
-    if not is_failure(result):
-        return 0
-    info = (result or {}).get("info") or {}
-    reason, message = info.get("reason", "error"), info.get("message", "no result")
-    print(f"hpo: job failed ({reason}): {message}", file=sys.stderr)
-    # the user's input (a value, the weights, the data) is wrong: exit 2 as for any bad input
-    return 2 if reason in USER_FAILURES else 1
+    if args.indent is not None and not args.json:
+        raise UserError("--indent: only with --json (it pretty-prints the JSON result)")
+    return run_train(args.space, budget=args.budget, overrides=parse_set(args.set or []), job=args.job,
+                     device=args.device, data_root=args.data_root, work_dir=args.work_dir,
+                     options=_worker_options(args), as_json=args.json, indent=args.indent)
 
 
 def cmd_space_check(args: argparse.Namespace) -> int:
@@ -475,11 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="run one configuration at one budget in this process")
     p.add_argument("space", help="search-space YAML file")
-    p.add_argument("--budget", type=float, help="epochs (default: the max budget)")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a default value (repeatable)")
-    p.add_argument("--work-dir", help="directory for checkpoints (default: .)")
-    p.add_argument("--indent", type=int, default=None, help="pretty-print the result with this indent")
-    _add_budget_flags(p)
+    p.add_argument("--budget", type=float, help="epochs (default: the space's max budget)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="set a hyperparameter, searched or constant, for this job (repeatable; default: the "
+                        "space's defaults)")
+    p.add_argument("--work-dir", help="the job's working directory (default: .)")
+    p.add_argument("--json", action="store_true",
+                   help="print the result line as the results log holds it (epoch lines go to stderr)")
+    p.add_argument("--indent", type=int, default=None, help="with --json: pretty-print with this indent")
     _add_worker_flags(p)
     p.set_defaults(func=cmd_train)
 

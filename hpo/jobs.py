@@ -63,9 +63,28 @@ class JobContext:
     checkpoint_dir: Optional[str] = None
     #: The budget this configuration finished before in this run (so a checkpoint is expected), or None.
     previous_budget: Optional[float] = None
+    #: Called with each epoch's history entry (``epoch``, ``train_loss``, ``val_loss``, ...) as soon as
+    #: the epoch is done: ``hpo train`` prints it. None in a search (workers print nothing).
+    report_epoch: Optional[Callable[[Mapping[str, Any]], None]] = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if key != "report_epoch"}
+
+
+def with_epoch_report(on_epoch_end: Optional[Callable[[list], None]],
+                      context: JobContext) -> Optional[Callable[[list], None]]:
+    """An ``on_epoch_end(history)`` callback that also hands the epoch just done to
+    ``context.report_epoch`` (``on_epoch_end`` itself when there is none to report to)."""
+    report = context.report_epoch
+    if report is None:
+        return on_epoch_end
+
+    def epoch_end(history: list) -> None:
+        if on_epoch_end is not None:
+            on_epoch_end(history)
+        report(history[-1])
+
+    return epoch_end
 
 
 class Job(Protocol):

@@ -95,8 +95,13 @@ class SearchSpace:
         """The default configuration, inactive hyperparameters removed, as plain values."""
         return to_builtin(dict(self.configspace.get_default_configuration()))
 
-    def config_with(self, overrides: Mapping[str, Any]) -> dict:
-        """The default configuration with ``overrides`` applied and checked against the space."""
+    def config_with(self, overrides: Mapping[str, Any], constants: bool = False) -> dict:
+        """The default configuration with ``overrides`` applied and checked against the space.
+        ``constants``: constants may be overridden too (one job, for debugging: ``hpo train --set``)."""
+        if constants:
+            space, overrides = self._with_constants_open(overrides)
+            if space is not self:
+                return space.config_with(overrides)
         values = dict(self.configspace.get_default_configuration())
         for name, value in overrides.items():
             if name not in self.configspace:
@@ -122,6 +127,28 @@ class SearchSpace:
         except Exception as exc:  # ConfigSpace raises several error types (forbidden, illegal)
             raise UserError(f"{self.path}: --set: {_one_line(exc)}") from None
         return to_builtin(dict(config))
+
+    def _with_constants_open(self, overrides: Mapping[str, Any]) -> tuple["SearchSpace", dict]:
+        """This space with each overridden constant turned into a choice of (new value, its value),
+        the new one the default (so its conditions and forbidden clauses still hold), and the
+        overrides left to apply. An override equal to the constant's value is dropped."""
+        hyperparameters = self.raw.get("hyperparameters") or {}
+        opened, left = {}, dict(overrides)
+        for name, value in overrides.items():
+            if name not in self.configspace or _type_name(self.configspace[name]) != "constant":
+                continue
+            current = self.configspace[name].default_value
+            if value == current:
+                del left[name]
+                continue
+            spec = hyperparameters.get(name)
+            when = spec.get("when") if isinstance(spec, dict) else None
+            opened[name] = {"type": "categorical", "choices": [value, current], "default": value,
+                            **({"when": when} if when is not None else {})}
+        if not opened:
+            return self, left
+        data = {**self.raw, "hyperparameters": {**hyperparameters, **opened}}
+        return _build_space(data, self.path), left
 
 
 class _Loader(yaml.SafeLoader):
@@ -270,7 +297,10 @@ def load_space(path: str | Path) -> SearchSpace:
 
 def parse_space(text: str, where: str = "<string>") -> SearchSpace:
     """Parse the YAML text of a search space; ``where`` names it in error messages."""
-    data = load_yaml(text, where)
+    return _build_space(load_yaml(text, where), where)
+
+
+def _build_space(data: Any, where: str) -> SearchSpace:
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a mapping with a 'hyperparameters' key, got {_kind(data)}")
     unknown = [k for k in data if k not in TOP_LEVEL_KEYS]

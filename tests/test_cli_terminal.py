@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, SPACES, hpo_command
 
 
@@ -46,3 +48,50 @@ def test_ctrl_c_names_the_jobs_lost_the_results_and_hpo_report(tmp_path):
                   for log in (results / "logs").glob("worker-*.log"))
     assert int(match.group(1)) == started - len(_read_lines(results / "results.json")) >= 1
     assert "Traceback" not in err
+
+
+def _hpo(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run(hpo_command(*args), capture_output=True, text=True, timeout=timeout, cwd=str(ROOT),
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_train_prints_each_epoch_and_a_summary_with_a_constant_overridden(tmp_path):
+    proc = _hpo("train", "search_spaces/quickstart.yaml", "--budget", "2", "--set", "regime=frozen",
+                "--set", "max_train_images=64", "--set", "lr=0.05", "--device", "cpu", "--work-dir", str(tmp_path),
+                timeout=300, env={"HPO_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert "regime=frozen" in lines[0] and "max_train_images=64" in lines[0]
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split(" | ")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all(re.search(r"train loss [\d.]+, acc [\d.]+% \| val loss [\d.]+, acc [\d.]+% \| lr [\d.e-]+ \| "
+                         r"[\d.]+ s$", line) for line in epochs), epochs
+    assert lines[-1].startswith("done: 2 epochs in ") and "val loss" in lines[-1]
+    assert not proc.stdout.lstrip().startswith("[")  # no JSON without --json
+
+
+def test_train_json_is_the_log_line_and_epochs_go_to_stderr():
+    proc = _hpo("train", str(SPACES / "synthetic.yaml"), "--budget", "2", "--set", "model=vgg16", "--json",
+                "--indent", "1")
+    assert proc.returncode == 0, proc.stderr
+    config_id, budget, stamps, result, exception = json.loads(proc.stdout)
+    assert budget == 2.0 and exception is None and result["info"]["epochs"] == 2
+    assert "epoch 1/2 | " in proc.stderr and "epoch 2/2 | " in proc.stderr
+
+
+def test_train_set_of_an_unknown_name_lists_the_known_ones():
+    proc = _hpo("train", str(SPACES / "synthetic.yaml"), "--set", "learning_rate=0.1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "--set learning_rate: no such hyperparameter (known: " in last and "lr" in last and "model" in last
+
+
+def test_train_help_has_no_search_flags():
+    text = _hpo("train", "--help").stdout
+    for flag in ("--optimizer", "--iterations", "--eta", "--min-budget", "--max-budget", "--seed", "--no-progress"):
+        assert flag not in text, flag
+    for flag in ("--budget", "--set", "--json", "--device"):
+        assert flag in text, flag

@@ -159,3 +159,23 @@ def test_space_check_summarises(run_hpo):
     proc = run_hpo("space", "check", str(ROOT / "tests/spaces/synthetic.yaml"), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "ok" in proc.stdout and "budgets 1, 3, 9" in proc.stdout and "momentum" in proc.stdout
+
+
+def test_config_with_constants_overrides_a_constant_for_one_job():
+    space = parse_space(FULL, "demo.yaml")
+    config = space.config_with({"model": "vgg16", "image_size": 64, "pretrained": False}, constants=True)
+    assert (config["model"], config["image_size"], config["pretrained"]) == ("vgg16", 64, False)
+    assert space.config_with({"image_size": 224}, constants=True)["image_size"] == 224
+    with pytest.raises(UserError, match="not a legal value"):  # a search still refuses it
+        space.config_with({"model": "vgg16"})
+    with pytest.raises(UserError, match=r"--set modell: no such hyperparameter \(known: augmentation, batch_size, image_size, lr, model"):
+        space.config_with({"modell": "vgg16"}, constants=True)
+
+
+def test_an_overridden_constant_that_is_a_parent_still_decides_its_children():
+    text = FULL.replace("optimizer: {type: categorical, choices: [sgd, adamw], default: sgd}", "optimizer: sgd")
+    text = text.replace("forbidden:\n  - {optimizer: adamw, regime: frozen}\n", "")
+    space = parse_space(text, "demo.yaml")
+    assert "momentum" in space.config_with({}, constants=True)
+    config = space.config_with({"optimizer": "adamw"}, constants=True)
+    assert config["optimizer"] == "adamw" and "momentum" not in config and "nesterov" not in config

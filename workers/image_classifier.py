@@ -33,7 +33,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from hpo.errors import UserError
-from hpo.jobs import JobContext, JobResult, failure
+from hpo.jobs import JobContext, JobResult, failure, with_epoch_report
 from workers.checkpointing import TrainingState, fingerprint, restore
 from workers.checkpointing import save as save_checkpoint
 from workers.config import ClassifierConfig, read_config
@@ -193,7 +193,7 @@ def _checkpoint_saver(job: PreparedJob, state: TrainingState):
             job.checkpoint_warning = f"could not write a checkpoint in {job.context.checkpoint_dir}: {exc}"
             logger.warning("job %s: %s", job.context.config_id, job.checkpoint_warning)
 
-    return save if job.context.checkpoint_dir else None
+    return with_epoch_report(save if job.context.checkpoint_dir else None, job.context)  # hpo train prints epochs
 
 
 def execute(job: PreparedJob) -> JobResult:

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional
 
 from hpo.checkpoints import checkpoint_path, latest, prune, save_atomic
 from hpo.jobs import JobContext, JobResult, failure
+from hpo.run_plan import epochs_for_budget
 
 CHECKPOINT_SUFFIX = "json"
 
@@ -97,7 +98,7 @@ def run(config: Mapping[str, Any], context: JobContext) -> JobResult:
         key, _, value = fail_when.partition("=")
         if str(config.get(key)) == value:
             return failure("diverged", f"synthetic failure because {key}={value}", epochs=0)
-    epochs = max(1, int(round(context.budget)))
+    epochs = epochs_for_budget(context.budget)
     seed = zlib.crc32(repr(sorted(config.items())).encode()) ^ context.seed
     rng = random.Random(seed)
     base = _score(config)
@@ -122,6 +123,8 @@ def run(config: Mapping[str, Any], context: JobContext) -> JobResult:
         )
         if context.checkpoint_dir:
             warning = _save(config, context, history, rng) or warning
+        if context.report_epoch is not None:
+            context.report_epoch(history[-1])
     last = history[-1]
     info = {
         "status": "ok",
