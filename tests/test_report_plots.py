@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from hpo.report.cli import main
 from hpo.report.loading import read_run
 from hpo.report.plots import hyperparameters_figure, incumbent_figure, learning_curves_figure

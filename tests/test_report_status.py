@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from hpo.report.loading import read_run
 from hpo.report.status import FINISHED, INTERRUPTED, RUNNING, STOPPED, UNKNOWN, run_status
 from hpo.results import utc_now
@@ -116,3 +118,38 @@ def test_json_report_holds_the_status(tmp_path, capsys):
     run = json.loads(capsys.readouterr().out)["runs"][0]
     assert run["status"]["state"] == "stopped without a status" and run["status"]["unfinished"] == ["(0, 0, 1)"]
     assert run["compute"]["status"] == "stopped without a status"
+
+
+@pytest.mark.slow
+def test_a_killed_master_is_reported_stopped_without_a_status(tmp_path, capsys):
+    """A real run whose master is SIGKILLed mid-run: run.json still says running, the report does not."""
+    import signal
+    import time
+
+    from hpo.report.cli import main
+    from tests.conftest import ROOT, SPACES, hpo_command
+
+    space = tmp_path / "slow.yaml"
+    space.write_text((SPACES / "synthetic.yaml").read_text() + "  seconds_per_epoch: 0.5\n")
+    results = tmp_path / "run"
+    run = subprocess.Popen(hpo_command("run", str(space), "--workers", "1", "--results", str(results),
+                                       "--run-id", "kill1", "--no-progress", "--insecure"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(ROOT))
+    try:
+        deadline = time.time() + 90
+        while not ((results / "results.json").exists() and (results / "results.json").read_text()):
+            assert time.time() < deadline and run.poll() is None, "no result within 90 s"
+            time.sleep(0.3)
+        assert "heartbeat_at" in json.loads((results / "run.json").read_text())
+        assert run_status(read_run(results)).state == RUNNING
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=30)
+    assert json.loads((results / "run.json").read_text())["status"] == "running"
+    assert main([str(results)]) == 0
+    out = capsys.readouterr().out
+    assert f"run stopped without a status (its master (pid {run.pid} on {socket.gethostname()}) is gone" in out
+    assert "(run finished)" not in out
