@@ -261,7 +261,7 @@ def test_dashboard_refuses_a_missing_root_and_a_port_in_use(tmp_path, run_hpo):
 # --- the page in a real browser ------------------------------------------------------------------
 
 
-def _browser():
+def _browser(*extra_arguments: str):
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
         pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (Debian: apt-get install chromium chromium-driver)")
     from selenium import webdriver
@@ -272,7 +272,7 @@ def _browser():
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--window-size=1400,1000"):
+                     "--no-first-run", "--window-size=1400,1000", *extra_arguments):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(60)
@@ -323,3 +323,26 @@ def test_the_page_renders_every_chart_and_shows_a_new_result_without_a_reload(tm
             driver.quit()
         code, stderr = dashboard.stop()
     assert code == 0, stderr
+
+
+@pytest.mark.slow
+def test_the_static_html_report_renders_offline_in_a_browser(tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from hpo.report.cli import main
+
+    page = tmp_path / "report.html"
+    assert main([str(write_standard_run(tmp_path / "run1")), "--html", str(page), "--quiet"]) == 0
+    driver = _browser("--host-resolver-rules=MAP * ~NOTFOUND")  # no host name resolves: nothing to fetch
+    try:
+        driver.get(page.as_uri())
+        WebDriverWait(driver, 60).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart .js-plotly-plot .main-svg")) >= len(KEYS))
+        drawn = {div.get_attribute("id") for div in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")}
+        assert drawn == {f"figure-0-{key}" for key in KEYS}
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#trials-0 tbody tr")) == 11
+        driver.find_element(By.CSS_SELECTOR, "#trials-0 input").send_keys("adamw 9")
+        WebDriverWait(driver, 10).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#trials-0 tbody tr")) == 1)
+    finally:
+        driver.quit()

@@ -2,8 +2,8 @@
 
 One function per chart, each taking a :class:`~hpo.report.tables.RunReport` and returning a
 ``plotly.graph_objects.Figure``. Loss axes survive outliers (a diverged job does not flatten the
-rest: see :class:`LossAxis`) and failed or crashed jobs are drawn as their own marker at the
-axis' top edge. Every function copes with no successful result, one budget and no histories
+rest: :mod:`hpo.report.loss_scale` decides every loss axis) and failed or crashed jobs are drawn
+as their own marker at the axis' top edge. Every function copes with no successful result, one budget and no histories
 (it then returns a figure saying so).
 """
 
@@ -66,9 +66,9 @@ def incumbent_over_epochs(report: RunReport) -> go.Figure:
 def loss_vs_budget(report: RunReport) -> go.Figure:
     """Every result's loss at its budget (jittered), failed jobs at the top edge, the best paths."""
     results = _sample(report.run.results)
-    figure = go.Figure()
     if results.empty:
         return _empty("Loss against budget", "no results yet")
+    figure = go.Figure()
     ok = results[results["status"] == "ok"]
     axis = loss_scale(ok["loss"])
     budgets = np.sort(report.run.results["budget"].unique())
@@ -76,7 +76,8 @@ def loss_vs_budget(report: RunReport) -> go.Figure:
     x = results["budget"].to_numpy(dtype=float) * _jitter(len(results), log_x)
     okm = (results["status"] == "ok").to_numpy()
     _add_loss_points(figure, axis, x[okm], ok, name="result", colour="rgba(90,90,90,0.55)")
-    _add_failed_points(figure, axis, x[~okm], results[~okm])
+    if (~okm).any():
+        figure.add_trace(_failed_scatter(axis, x[~okm], results[~okm]))
     best = successful(report.run)
     for rank, config_id in enumerate(report.top["config_id"]):
         path = best[best["config_id"] == config_id].sort_values("budget")
@@ -108,21 +109,26 @@ def loss_vs_hyperparameters(report: RunReport) -> go.Figure:
     budgets = np.sort(results["budget"].unique())
     rng = np.random.default_rng(0)
     okm = (results["status"] == "ok").to_numpy()
+    legend: set[str] = set()  # each budget and the failed marker once in the legend
     for index, hp in enumerate(hyperparameters):
         row, col = index // columns + 1, index % columns + 1
         column = values[hp.name].to_numpy()
         categories = _categories(values[hp.name], hp) if not hp.numeric else []
         for number, budget in enumerate(budgets):
             at = (results["budget"] == budget).to_numpy() & pd.notna(column)
-            x = _positions(column[at & okm], hp, categories, rng)
+            if not (at & okm).any():
+                continue
+            name = f"budget {_budget_text(budget)}"
             figure.add_trace(_loss_scatter(
-                axis, x, results[at & okm], name=f"budget {_budget_text(budget)}", colour=COLOURS[number % len(COLOURS)],
-                legendgroup=f"b{number}", showlegend=index == 0,
+                axis, _positions(column[at & okm], hp, categories, rng), results[at & okm], name=name,
+                colour=COLOURS[number % len(COLOURS)], legendgroup=name, showlegend=name not in legend,
             ), row=row, col=col)
+            legend.add(name)
         failed = pd.notna(column) & ~okm
         if failed.any():
             figure.add_trace(_failed_scatter(axis, _positions(column[failed], hp, categories, rng), results[failed],
-                                             showlegend=index == 0), row=row, col=col)
+                                             showlegend="failed" not in legend), row=row, col=col)
+            legend.add("failed")
         if hp.numeric:
             figure.update_xaxes(type="log" if hp.log else "linear", title_text=hp.name + (" (log)" if hp.log else ""), row=row, col=col)
         else:
@@ -290,12 +296,11 @@ def _incumbent(report: RunReport, x: pd.Series, end: float) -> go.Figure:
     axis = loss_scale(trajectory["loss"])
     xs = list(x.to_numpy(dtype=float))
     ys = list(axis.shown(trajectory["loss"]))
-    last = xs[-1]
-    if end > last:  # the incumbent holds until now
+    if end > xs[-1]:  # the incumbent holds until the last result
         xs.append(end)
         ys.append(ys[-1])
     custom = [[c, _budget_text(b)] for c, b in zip(trajectory["config_id"], trajectory["budget"])]
-    custom.append(custom[-1]) if len(xs) > len(custom) else None
+    custom += custom[-1:] * (len(xs) - len(custom))
     figure = go.Figure(go.Scatter(
         x=xs, y=ys, mode="lines+markers", line_shape="hv", name="incumbent", customdata=custom,
         hovertemplate="%{customdata[0]} at budget %{customdata[1]}<br>loss %{y:.4g}<extra></extra>",
@@ -331,11 +336,6 @@ def _failed_scatter(axis: LossScale, x: np.ndarray, rows: pd.DataFrame, showlege
         customdata=np.stack([rows["config_id"].astype(str).to_numpy(), reasons], axis=-1),
         hovertemplate="%{customdata[0]}<br>%{customdata[1]}<extra>failed</extra>",
     )
-
-
-def _add_failed_points(figure: go.Figure, axis: LossScale, x: np.ndarray, rows: pd.DataFrame) -> None:
-    if len(rows):
-        figure.add_trace(_failed_scatter(axis, x, rows))
 
 
 def _outlier_marks(x: np.ndarray, axis: LossScale, losses: np.ndarray, config_id: str) -> go.Scatter:
