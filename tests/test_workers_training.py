@@ -13,7 +13,8 @@ from hpo.jobs import is_failure
 from workers.devices import resolve_device, training_settings
 from workers.errors import JobSetupError
 from workers.image_classifier import job_seed, run
-from workers.optimization import build_optimizer, build_scheduler, epochs_for_budget, lr_factor
+from workers.optimization import build_optimizer, epochs_for_budget
+from workers.schedules import build_schedule, lr_factor, make_spec
 from workers_helpers import context, tiny
 
 INFO_KEYS = {
@@ -44,36 +45,37 @@ def test_the_job_records_the_epochs_it_trained_for_a_fractional_budget():
     assert result["info"]["budget"] == 1.4
 
 
-@pytest.mark.parametrize("kind", ["cosine", "constant", "step"])
-def test_the_schedule_of_a_short_budget_is_a_prefix_of_the_max_budget_schedule(kind):
-    max_epochs = 30
-    full = [lr_factor(kind, e, max_epochs) for e in range(max_epochs)]
+@pytest.mark.parametrize("kind, keys", [("cosine", {}), ("constant", {}), ("step", {"step_size": 10}),
+                                        ("multistep", {"milestones": "5,20"}), ("cosine", {"warmup_epochs": 2})])
+def test_the_schedule_of_a_short_budget_is_a_prefix_of_the_max_budget_schedule(kind, keys):
+    spec = make_spec(kind, 30, **keys)
+    full = [lr_factor(spec, e) for e in range(30)]
     for budget in (3.33, 10):
         epochs = epochs_for_budget(budget)
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-        scheduler = build_scheduler(optimizer, kind, max_epochs)
+        scheduler = build_schedule(optimizer, spec)
         seen = []
         for _ in range(epochs):
             seen.append(optimizer.param_groups[0]["lr"])
             optimizer.step()
-            scheduler.step()
+            scheduler.step(1.0)
         assert seen == pytest.approx([0.1 * f for f in full[:epochs]])
     if kind != "constant":
         assert full[-1] < full[0]
 
 
 def test_cosine_decays_over_the_max_budget_not_the_job_budget():
-    assert lr_factor("cosine", 0, 30) == 1.0
-    assert lr_factor("cosine", 15, 30) == pytest.approx(0.5)
-    assert lr_factor("step", 10, 30, gamma=0.1) == pytest.approx(0.1)
+    assert lr_factor(make_spec("cosine", 30), 0) == 1.0
+    assert lr_factor(make_spec("cosine", 30), 15) == pytest.approx(0.5)
+    assert lr_factor(make_spec("step", 30, step_size=10, gamma=0.1), 10) == pytest.approx(0.1)
     with pytest.raises(JobSetupError, match="lr_schedule"):
-        lr_factor("warm_restarts", 0, 30)
+        make_spec("warm_restarts", 30)
 
 
 def test_a_short_job_trains_exactly_the_first_epochs_of_the_max_budget_job(short_and_full_runs):
     short, full = short_and_full_runs
     assert short["info"]["history"][0]["lr"] == full["info"]["history"][0]["lr"] == 0.05
-    assert full["info"]["history"][1]["lr"] == pytest.approx(0.05 * lr_factor("cosine", 1, 2))
+    assert full["info"]["history"][1]["lr"] == pytest.approx(0.05 * lr_factor(make_spec("cosine", 2), 1))
     for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
         assert short["info"]["history"][0][key] == full["info"]["history"][0][key], key
     assert short["info"]["seed"] == full["info"]["seed"] == job_seed(0, (0, 0, 4))

@@ -3,8 +3,11 @@
 A checkpoint (``epoch-00007.pt`` in the configuration's directory, see :mod:`hpo.checkpoints`
 for the layout and the atomic write) holds the model, optimizer, learning-rate scheduler and AMP
 grad-scaler states, the random-number generators' states (torch, CUDA, numpy, python), the
-history of the epochs so far and a fingerprint of what was trained (configuration, job seed,
-max-budget epochs). With the data order of epoch ``e`` a function of (job seed, ``e``) only
+history of the epochs so far, the early-stopping state (best epoch, epochs since it, stopped or
+not: :mod:`workers.early_stopping`) and a fingerprint of what was trained (configuration, job
+seed, max-budget epochs). ``model`` is always the **last** epoch's weights (training continues from
+them); with ``restore_best`` the checkpoint also holds ``best_model``, the best epoch's weights,
+which are the ones the job reports (:func:`reported_model`). With the data order of epoch ``e`` a function of (job seed, ``e``) only
 (:func:`workers.training.seed_epoch`) and the schedule a function of the max budget only,
 continuing from it gives what training from scratch would give, bit for bit on the CPU.
 
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 
 from hpo.checkpoints import checkpoint_path, latest, prune, save_atomic
+from workers.early_stopping import EarlyStopping
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,16 @@ class TrainingState:
     scheduler: Any
     scaler: Optional[torch.amp.GradScaler]
     fingerprint: str
+    stopping: Optional[EarlyStopping] = None
+    keep_best: bool = False  # restore_best: keep a copy of the best epoch's weights
+    best_model: Optional[dict] = None  # that copy (on the CPU), once an epoch was best
+
+    def note_epoch(self, history: list) -> None:
+        """After an epoch that ``stopping`` has seen: with ``keep_best``, copy the weights when it is
+        the best epoch so far."""
+        if self.keep_best and self.stopping is not None and history and self.stopping.best_epoch == len(history):
+            self.best_model = {key: value.detach().to("cpu", copy=True)
+                               for key, value in self.model.state_dict().items()}
 
 
 @dataclass
@@ -101,6 +115,8 @@ def save(directory: str, state: TrainingState, history: list) -> Path:
         "scheduler": state.scheduler.state_dict(),
         "scaler": state.scaler.state_dict() if state.scaler is not None else None,
         "rng": rng_state(),
+        "stopping": state.stopping.state_dict() if state.stopping is not None else None,
+        "best_model": state.best_model if state.keep_best else None,
     }
     path = save_atomic(checkpoint_path(directory, len(history), SUFFIX), lambda fh: torch.save(payload, fh))
     prune(directory, path)
@@ -137,6 +153,10 @@ def restore(directory: Optional[str], state: TrainingState, epochs: int,
     if state.scaler is not None and payload["scaler"] is not None:
         state.scaler.load_state_dict(payload["scaler"])
     set_rng_state(payload["rng"])
+    if state.stopping is not None:
+        state.stopping.load_state_dict(payload["stopping"])
+    if state.keep_best:
+        state.best_model = payload["best_model"]
     logger.info("continuing from %s (%d epochs)", path, saved_epochs)
     return Continuation(history=list(payload["history"]))
 
@@ -162,4 +182,15 @@ def _mismatch(payload: Any, state: TrainingState, saved_epochs: int) -> Optional
         return "does not fit the optimizer"
     if not isinstance(payload.get("scheduler"), dict) or not isinstance(payload.get("rng"), dict):
         return "misses the scheduler or generator states"
+    if state.stopping is not None and not isinstance(payload.get("stopping"), dict):
+        return "misses the early-stopping state"
+    best = payload.get("best_model")
+    if state.keep_best and saved_epochs and (not isinstance(best, dict) or set(best) != set(model) or any(
+            not isinstance(best[k], torch.Tensor) or best[k].shape != model[k].shape for k in model)):
+        return "misses the best epoch's model"
     return None
+
+
+def reported_model(payload: dict) -> dict:
+    """The weights a checkpoint's job reports: the best epoch's with ``restore_best``, else the last."""
+    return payload.get("best_model") or payload["model"]

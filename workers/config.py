@@ -41,7 +41,14 @@ class ClassifierConfig:
     batch_size: int = 32
     lr_schedule: str = "cosine"
     lr_step_size: Optional[int] = None  # lr_schedule "step"
-    lr_gamma: float = 0.1  # lr_schedule "step"
+    lr_gamma: float = 0.1  # lr_schedule "step" and "multistep"
+    lr_milestones: Optional[str] = None  # lr_schedule "multistep": epochs, "10,20" (workers.schedules)
+    lr_factor: float = 0.1  # lr_schedule "plateau"
+    lr_patience: int = 2  # lr_schedule "plateau"
+    warmup_epochs: int = 0  # linear warm-up, with every schedule
+    early_stopping_patience: Optional[int] = None  # epochs without improvement; None or 0: off
+    early_stopping_min_delta: float = 0.0
+    restore_best: bool = False  # report (and keep) the best epoch's model, not the last one
     objective: str = "val_loss"
     split_seed: int = 0
     val_fraction: float = 0.2

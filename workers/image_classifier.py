@@ -15,6 +15,14 @@ run again after its worker died goes on from its last epoch. Epoch ``e`` is seed
 ``continued_from`` (0: from scratch); a checkpoint that cannot be used means from scratch, with
 ``info["checkpoint_warning"]`` saying why.
 
+**Early stopping and the best epoch** (:mod:`workers.early_stopping`). A job that stops early
+records ``stopped_early``, ``stop_reason`` and ``best_epoch`` in ``info`` (``epochs`` is then less
+than its budget's). A promoted job whose checkpoint stopped early trains no further: it returns the
+result of the epochs trained, with ``already_stopped: true``. The loss BOHB sees is always that of
+the reported epoch: the last one trained, or with ``restore_best`` the best one (its metrics,
+``restored_best_epoch``, and its weights for the test metrics and in the checkpoint's
+``best_model``); training itself always continues from the last epoch.
+
 Problems the user can fix (a bad value, weights or data that are not available, an unreadable
 image under ``strict_images``) and training failures (``diverged``, CUDA ``oom``) come back as
 failure results with a one-line message: the worker keeps serving.
@@ -49,8 +57,10 @@ from workers.devices import (
 from workers.errors import Diverged
 from workers.input_pipeline import build_pipeline
 from workers.models import ClassifierModel, build_model
-from workers.optimization import build_optimizer, build_scheduler, epochs_for_budget
+from workers.early_stopping import EarlyStopping, early_stopping_from_config, validation_objective
+from workers.optimization import build_optimizer, epochs_for_budget
 from workers.regimes import parameter_groups
+from workers.schedules import build_schedule, spec_from_config
 from workers.splits import Splits, make_splits
 from workers.training import evaluate, fit, make_scaler
 from workers.transforms import eval_transform, train_transform
@@ -71,7 +81,7 @@ class PreparedJob:
     splits: Splits
     classifier: Optional[ClassifierModel]
     optimizer: Optional[torch.optim.Optimizer]
-    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler]
+    scheduler: Any  # workers.schedules.EpochSchedule
     loaders: dict
     skipped_images: int
     started: float
@@ -79,6 +89,8 @@ class PreparedJob:
     checkpoint_warning: Optional[str] = None
     trainer: Optional[ClassifierModel] = None  # what trains on the loaders: the model, or its head on cached features
     input_path: str = "images"  # workers.input_pipeline: "features", "decoded" or "images"
+    stopping: Optional[EarlyStopping] = None  # the best epoch so far, and early stopping
+    already_stopped: bool = False  # the checkpoint continued from had stopped early
 
     @property
     def at_max_budget(self) -> bool:
@@ -108,6 +120,8 @@ def prepare(config: Mapping[str, Any], context: JobContext) -> PreparedJob:
     epochs = epochs_for_budget(context.budget)
     max_epochs = max(epochs_for_budget(context.max_budget), epochs)
     seed = job_seed(context.seed, context.config_id)
+    schedule = spec_from_config(cfg, max_epochs)  # bad schedule or stopping keys fail before any work
+    stopping = early_stopping_from_config(cfg)
     strict = cfg.strict_images or bool(options.get("strict_images", False))
 
     data = load_dataset(cfg.dataset, context.data_root, cfg.data_dir, strict_images=strict)
@@ -126,11 +140,12 @@ def prepare(config: Mapping[str, Any], context: JobContext) -> PreparedJob:
     classifier.label_smoothing = cfg.label_smoothing
     groups = parameter_groups(classifier.model, classifier.head_name, cfg.lr, cfg.backbone_lr_scale)
     optimizer = build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.nesterov)
-    scheduler = build_scheduler(optimizer, cfg.lr_schedule, max_epochs, cfg.lr_step_size, cfg.lr_gamma)
+    scheduler = build_schedule(optimizer, schedule)
     pipeline = build_pipeline(cfg, splits, classifier, settings, seed, options)
     return PreparedJob(
         cfg, context, settings, seed, epochs, max_epochs, splits, classifier, optimizer, scheduler, pipeline.loaders,
         len(data.skipped_images), started, trainer=pipeline.classifier, input_path=pipeline.path,
+        stopping=stopping,
     )
 
 
@@ -140,8 +155,28 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def _reported_epoch(job: PreparedJob, history: list) -> dict:
+    """The history entry the result reports: the best epoch's with ``restore_best``, else the last."""
+    if job.config.restore_best and job.stopping is not None and 1 <= job.stopping.best_epoch <= len(history):
+        return history[job.stopping.best_epoch - 1]
+    return history[-1] if history else {}
+
+
+def _stopping_info(job: PreparedJob, history: list) -> dict:
+    """``stopped_early``, ``stop_reason``, ``best_epoch`` (and ``restored_best_epoch``, ``already_stopped``)."""
+    stopping = job.stopping
+    if stopping is None or not history:
+        return {}
+    info = {"stopped_early": stopping.stopped, "stop_reason": stopping.stop_reason, "best_epoch": stopping.best_epoch}
+    if job.config.restore_best:
+        info["restored_best_epoch"] = stopping.best_epoch
+    if job.already_stopped:
+        info["already_stopped"] = True
+    return info
+
+
 def _info(job: PreparedJob, history: list) -> dict:
-    last = history[-1] if history else {}
+    last = _reported_epoch(job, history)
     trainable, total = job.classifier.parameter_counts() if job.classifier else (None, None)
     info = {
         "status": "ok",
@@ -170,6 +205,7 @@ def _info(job: PreparedJob, history: list) -> dict:
         "test_images": len(job.splits.test),
         "input": job.input_path,
     }
+    info.update(_stopping_info(job, history))
     if job.checkpoint_warning:
         info["checkpoint_warning"] = job.checkpoint_warning
     return {key: _finite_or_none(value) for key, value in info.items()}
@@ -178,22 +214,26 @@ def _info(job: PreparedJob, history: list) -> dict:
 def _continue(job: PreparedJob) -> tuple[list, TrainingState]:
     """The history to continue (empty: from scratch) and the state that checkpoints save."""
     state = TrainingState(job.classifier.model, job.optimizer, job.scheduler, make_scaler(job.settings),
-                          fingerprint(repr(job.config), job.seed, job.max_epochs))
+                          fingerprint(repr(job.config), job.seed, job.max_epochs), stopping=job.stopping,
+                          keep_best=job.config.restore_best)
     continuation = restore(job.context.checkpoint_dir, state, job.epochs, job.context.previous_budget)
     job.continued_from, job.checkpoint_warning = continuation.epochs, continuation.warning
+    job.already_stopped = bool(job.stopping and job.stopping.stopped)
     return continuation.history, state
 
 
 def _checkpoint_saver(job: PreparedJob, state: TrainingState):
-    """``on_epoch_end`` for :func:`~workers.training.fit`: save a checkpoint; a failed write is a warning."""
+    """``on_epoch_end`` for :func:`~workers.training.fit`: note the best epoch's weights (``restore_best``)
+    and save a checkpoint; a failed write is a warning."""
     def save(history: list) -> None:
+        state.note_epoch(history)
         try:
             save_checkpoint(job.context.checkpoint_dir, state, history)
         except OSError as exc:
             job.checkpoint_warning = f"could not write a checkpoint in {job.context.checkpoint_dir}: {exc}"
             logger.warning("job %s: %s", job.context.config_id, job.checkpoint_warning)
 
-    return with_epoch_report(save if job.context.checkpoint_dir else None, job.context)  # hpo train prints epochs
+    return with_epoch_report(save if job.context.checkpoint_dir else state.note_epoch, job.context)  # hpo train prints epochs
 
 
 def execute(job: PreparedJob) -> JobResult:
@@ -207,8 +247,10 @@ def execute(job: PreparedJob) -> JobResult:
         history, state = _continue(job)
         fit(job.trainer or job.classifier, job.loaders["train"], job.loaders["val"], job.optimizer, job.scheduler,
             job.epochs, job.settings, history, job.started, seed=job.seed, scaler=state.scaler,
-            on_epoch_end=_checkpoint_saver(job, state))
+            on_epoch_end=_checkpoint_saver(job, state), objective=job.config.objective, stopping=job.stopping)
         info = _info(job, history)
+        if state.best_model is not None:  # restore_best: the reported (and tested) model is the best epoch's
+            job.classifier.model.load_state_dict(state.best_model)
         if job.at_max_budget:
             info["test_loss"], info["test_accuracy"] = evaluate(job.trainer or job.classifier, job.loaders["test"], job.settings)
     except Diverged as exc:
@@ -223,7 +265,7 @@ def execute(job: PreparedJob) -> JobResult:
         free_device_memory(job.settings.device)
         logger.warning("job %s ran out of device memory: %s", job.context.config_id, out_of_memory)
         return failure("oom", f"CUDA out of memory: {out_of_memory}", **_without_status(info))
-    loss = info["val_loss"] if job.config.objective == "val_loss" else 1.0 - info["val_accuracy"]
+    loss = validation_objective(info, job.config.objective)  # of the reported epoch (restore_best: the best)
     return {"loss": loss, "info": info}
 
 

@@ -2,8 +2,11 @@
 
 In the spirit of torchvision's ``references/classification/train.py``: plain PyTorch, mixed
 precision and ``channels_last`` on CUDA (see :mod:`workers.devices`), the learning-rate
-scheduler stepped once per epoch. A non-finite training or validation loss raises
-:class:`~workers.errors.Diverged`; the epochs finished so far stay in the caller's history list.
+schedule (:mod:`workers.schedules`) stepped once per epoch with the validation objective. A
+non-finite training or validation loss raises :class:`~workers.errors.Diverged`; the epochs
+finished so far stay in the caller's history list. With an
+:class:`~workers.early_stopping.EarlyStopping` tracker, ``fit`` stops once it says so (a tracker
+that already stopped, restored from a checkpoint, trains no epoch).
 
 **Continuation.** ``fit`` continues after the epochs already in its history list (restored from a
 checkpoint, see :mod:`workers.checkpointing`) and calls ``on_epoch_end`` after each epoch (to
@@ -20,7 +23,7 @@ import math
 import random
 import time
 import zlib
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -29,6 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from workers.devices import TrainingSettings
+from workers.early_stopping import EarlyStopping, validation_objective
 from workers.errors import Diverged
 from workers.models import ClassifierModel
 
@@ -148,7 +152,7 @@ def fit(
     train_loader: DataLoader,
     val_loader: DataLoader,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scheduler: Any,
     epochs: int,
     settings: TrainingSettings,
     history: list,
@@ -157,6 +161,8 @@ def fit(
     seed: Optional[int] = None,
     scaler: Optional[torch.amp.GradScaler] = None,
     on_epoch_end: Optional[Callable[[list], None]] = None,
+    objective: str = "val_loss",
+    stopping: Optional[EarlyStopping] = None,
 ) -> list:
     """Train until ``history`` holds ``epochs`` epochs, appending each epoch's metrics to it (and
     returning it): a history that already holds ``k`` epochs (a continued job) trains ``k + 1`` on.
@@ -167,17 +173,21 @@ def fit(
     epoch already in ``history`` (time spent on the configuration, across the jobs that trained it).
     ``seed``: seed every epoch with :func:`seed_epoch`. ``scaler``: AMP's grad scaler (default: made
     here when the settings use one). ``on_epoch_end(history)`` runs after each finished epoch.
+    After each epoch ``scheduler.step(value)`` and ``stopping.update(epoch, value)`` get its
+    validation ``objective`` (``val_loss`` or ``val_error``), before ``on_epoch_end`` (so a
+    checkpoint saved there holds their new states); training ends early once ``stopping.stopped``.
     """
     started = time.time() if started is None else started
     offset = float(history[-1].get("seconds") or 0.0) if history else 0.0
     if scaler is None:
         scaler = make_scaler(settings)
     for epoch in range(len(history) + 1, epochs + 1):
+        if stopping is not None and stopping.stopped:
+            break
         if seed is not None:
             seed_epoch(seed, epoch, train_loader)
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_accuracy = train_one_epoch(classifier, train_loader, optimizer, settings, scaler)
-        scheduler.step()
         val_loss, val_accuracy = evaluate(classifier, val_loader, settings)
         history.append(
             {
@@ -192,6 +202,10 @@ def fit(
         )
         if not math.isfinite(val_loss):
             raise Diverged(f"validation loss is {val_loss} after epoch {epoch}")
+        value = validation_objective(history[-1], objective)
+        scheduler.step(value)
+        if stopping is not None:
+            stopping.update(epoch, value)
         if on_epoch_end is not None:
             on_epoch_end(history)
     return history
