@@ -22,13 +22,17 @@ From the run's ``results.json`` (hpbandster's time stamps, taken by the master's
 
 The master also runs instrumented (hpbandster and hpo functions wrapped with timers in its process,
 nothing changed in the service): per-call times of ``get_config``, the config generator's
-``new_result`` (KDE refit), the results log's write (with fsync) and the whole job callback.
+``new_result`` (KDE refit), the results log's writes (their fsync runs in a background thread,
+:mod:`hpo.line_sync`), the whole job callback (its wait for the master's lock included) and the
+loop's scan for unfinished iterations, each as a median over all calls and over the first and the
+last third of the calls (does it grow with the results?); and the garbage collector's pauses.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import json
 import os
 import resource
@@ -80,6 +84,18 @@ def master_main(stats_path: str, sampler: str, argv: list[str]) -> int:
     _timed(hpo.results.ResultsLog, "__call__", stats["log_result"])
     _timed(hpo.results.ResultsLog, "new_config", stats["log_config"])
     _timed(hpo.master_loop.ServiceMaster, "job_callback", stats["job_callback"])
+    # the loop's scan for unfinished iterations (under the master's lock), the garbage collector's pauses
+    stats.update({"active_iterations": [], "gc": []})
+    _timed(hpo.master_loop.ServiceMaster, "active_iterations", stats["active_iterations"])
+    gc_started = []
+
+    def gc_timer(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_started[:] = [time.perf_counter()]
+        elif gc_started:
+            stats["gc"].append(time.perf_counter() - gc_started[0])
+
+    gc.callbacks.append(gc_timer)
     def dump() -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         stats["master_cpu_s"] = [usage.ru_utime + usage.ru_stime]
@@ -190,8 +206,12 @@ def summarise(work: Path) -> dict:
             summary["all_cpu_ms_per_result"] = 1e3 * summary["all_processes_cpu_s"] / summary["results"]
             summary["cores_busy"] = summary["all_processes_cpu_s"] / summary["master_process_wall_s"]
         for name, values in stats.items():
+            third = len(values) // 3
             summary[f"{name}_ms"] = {"calls": len(values), "median": 1e3 * _pct(values, 0.5),
-                                     "p90": 1e3 * _pct(values, 0.9), "total_s": sum(values)}
+                                     "p90": 1e3 * _pct(values, 0.9), "total_s": sum(values),
+                                     # calls in order: the first and the last third of the run's calls
+                                     "early_median": 1e3 * _pct(values[:third], 0.5),
+                                     "late_median": 1e3 * _pct(values[-third:] if third else [], 0.5)}
     return summary
 
 
@@ -253,21 +273,25 @@ def table(rows: list[dict]) -> str:
     nan = float("nan")
     head = ("| jobs | sampler | results | wall s | utilisation: all, before the drain | "
             "overhead/result median, p90 (ms): all | before the drain | first → last third median (ms) | "
-            "get_config median (ms) | job callback median (ms) | results.json line median (ms) | "
+            "get_config median (first → last third of calls) (ms) | job callback median (first → last third) (ms) | "
+            "results.json line median (ms) | "
             "configs.json line median (ms) | KDE refit p90 (ms) | CPU per result (ms): master, all processes | "
-            "cores busy |")
+            "cores busy | GC pauses: count, total s |")
     lines = [head, "|" + "---|" * (head.count(" | ") + 1)]
     for r in rows:
         o = r["overhead_ms"]
         cell = lambda name, q="median": f"{r[name][q]:.1f}" if name in r else "-"  # noqa: E731
+        trend = lambda name: (f"{r[name]['median']:.1f} ({r[name]['early_median']:.1f} → "  # noqa: E731
+                              f"{r[name]['late_median']:.1f})" if "early_median" in r.get(name, {}) else cell(name))
         spe = r["seconds_per_epoch"]
         lines.append(f"| {spe * 1e3:g}-{9 * spe * 1e3:g} ms | {r['sampler']} | {r['results']} | {r['wall_s']:.1f} | "
                      f"{100 * r['utilisation']:.1f} %, {100 * r['utilisation_before_drain']:.1f} % | "
                      f"{o['median']:.1f}, {o['p90']:.1f} | {o['steady_median']:.1f}, {o['steady_p90']:.1f} | "
-                     f"{o['early_median']:.1f} → {o['late_median']:.1f} | {cell('get_config_ms')} | "
-                     f"{cell('job_callback_ms')} | {cell('log_result_ms')} | {cell('log_config_ms')} | "
+                     f"{o['early_median']:.1f} → {o['late_median']:.1f} | {trend('get_config_ms')} | "
+                     f"{trend('job_callback_ms')} | {cell('log_result_ms')} | {cell('log_config_ms')} | "
                      f"{cell('new_result_ms', 'p90')} | {r.get('master_cpu_ms_per_result', nan):.1f}, "
-                     f"{r.get('all_cpu_ms_per_result', nan):.1f} | {r.get('cores_busy', nan):.2f} |")
+                     f"{r.get('all_cpu_ms_per_result', nan):.1f} | {r.get('cores_busy', nan):.2f} | "
+                     + (f"{r['gc_ms']['calls']}, {r['gc_ms']['total_s']:.2f} |" if "gc_ms" in r else "- |"))
     return "\n".join(lines)
 
 
