@@ -63,8 +63,45 @@ def test_finetune_trains_every_weight():
 def test_unknown_model_and_regime_are_setup_errors():
     with pytest.raises(JobSetupError, match="model 'resnet5'"):
         build_model("resnet5", num_classes=3)
-    with pytest.raises(JobSetupError, match="regime"):
-        build_model("resnet18", num_classes=3, regime="partial")
+    with pytest.raises(JobSetupError, match="regime 'fc_only'"):
+        build_model("resnet18", num_classes=3, regime="fc_only")
+
+
+@pytest.mark.parametrize("model, blocks, message", [
+    ("resnet18", 5, "trainable_blocks 5: regime partial with resnet18 needs 1 to 4 (its stages)"),
+    ("alexnet", 4, "trainable_blocks 4: regime partial with alexnet needs 1 to 3 (its convolutional blocks)"),
+    ("vgg11_bn", None, "trainable_blocks None: regime partial with vgg11_bn needs 1 to 5 (its convolutional blocks)"),
+])
+def test_too_many_trainable_blocks_is_one_line_naming_the_maximum(model, blocks, message):
+    with pytest.raises(JobSetupError) as caught:
+        build_model(model, num_classes=3, regime="partial", trainable_blocks=blocks)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"regime": "partial"}, "trainable_blocks None: regime partial needs a whole number >= 1"),
+    ({"regime": "partial", "trainable_blocks": 0}, "trainable_blocks 0: regime partial needs a whole number >= 1"),
+    ({"regime": "partial", "trainable_blocks": 1.5}, "trainable_blocks 1.5: expected"),
+    ({"regime": "partial", "trainable_blocks": 9}, "trainable_blocks 9: regime partial with resnet18 needs 1 to 4"),
+    ({"dropout": 1.0}, "dropout 1.0: must be in [0, 1)"),
+    ({"label_smoothing": -0.1}, "label_smoothing -0.1: must be in [0, 1)"),
+    ({"backbone_lr_scale": 0}, "backbone_lr_scale 0.0: must be positive"),
+    ({"regime": "fc-frozen"}, "regime 'fc-frozen': must be one of finetune, frozen, fc_frozen, partial"),
+])
+def test_bad_regime_settings_are_config_failures(overrides, message):
+    result = run(tiny(**overrides), context())
+    info = result["info"]
+    assert result["loss"] is None and info["reason"] == "config"
+    assert info["message"].startswith(message) and "\n" not in info["message"]
+
+
+def test_partial_trains_the_classifier_block_and_the_last_stages():
+    built = build_model("vgg11_bn", num_classes=10, regime="partial", trainable_blocks=1)
+    assert built.trains == "features[22:29], classifier"
+    assert all(p.requires_grad for p in built.model.features[22:].parameters())
+    assert not any(p.requires_grad for p in built.model.features[:22].parameters())
+    built.train_mode()
+    assert not built.model.features[1].training and built.model.features[23].training  # batch norm
 
 
 def test_a_self_saved_imagenet_shaped_state_dict_loads_the_backbone_and_gets_a_new_head(tmp_path):
