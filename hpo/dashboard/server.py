@@ -76,7 +76,14 @@ class DashboardHandler(BaseHTTPRequestHandler):
             elif (query.get("version") or [""])[0] == view.version:
                 self._json({"id": run_id, "version": view.version, "unchanged": True})
             else:
-                self._json(self.server.catalog.payload(run_id))
+                try:
+                    payload = self.server.catalog.payload(run_id)
+                except Exception as error:  # a chart this log breaks: say so, keep serving the others
+                    logger.exception("%s: cannot draw the run", run_id)
+                    self._json({"error": f"{run_id}: cannot draw the run ({type(error).__name__}: {error})"},
+                               HTTPStatus.INTERNAL_SERVER_ERROR)
+                    return
+                self._json(payload)
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
