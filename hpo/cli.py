@@ -355,6 +355,9 @@ def cmd_space_check(args: argparse.Namespace) -> int:
               f"{len(space.configspace.conditions)} condition(s), "
               f"{len(space.configspace.forbidden_clauses)} forbidden; job {space.job}; "
               f"budgets {ladder} (eta {b.eta:g}, {b.iterations} iterations)")
+        from hpo.space_summary import cost_lines, hyperparameter_lines
+
+        print("\n".join(hyperparameter_lines(space) + cost_lines(b)))
     return 0
 
 

@@ -179,3 +179,31 @@ def test_an_overridden_constant_that_is_a_parent_still_decides_its_children():
     assert "momentum" in space.config_with({}, constants=True)
     config = space.config_with({"optimizer": "adamw"}, constants=True)
     assert config["optimizer"] == "adamw" and "momentum" not in config and "nesterov" not in config
+
+
+def test_check_shows_each_hyperparameter_and_the_runs_cost():
+    from hpo.space_summary import cost_lines, hyperparameter_lines
+
+    space = parse_space(FULL, "demo.yaml")
+    lines = hyperparameter_lines(space)
+    text = "\n".join(lines)
+    assert lines.index("  searched:") < lines.index("  constant:")
+    assert "lr            float       1e-05 .. 0.1, log scale (default 0.001)" in text
+    assert "batch_size    int         16 .. 128, log scale (default 32)" in text
+    assert "optimizer     categorical sgd, adamw (default sgd)" in text
+    assert "augmentation  ordinal     none < flip_jitter < all (default none)" in text
+    assert "momentum      float       0 .. 0.99 (default 0.9); when optimizer = sgd" in text
+    assert "\n    image_size    224" in text and "\n    pretrained    True" in text
+    cost = cost_lines(space.budget)  # 3.33, 10, 30 (eta 3), 8 iterations: brackets of 3 kinds
+    assert cost[1] == "    iterations 1, 4, 7: 9 x 3.33 ep, 3 x 10 ep, 1 x 30 ep: 13 jobs, 68 epochs (87) each"
+    assert cost[2] == "    iterations 2, 5, 8: 3 x 10 ep, 1 x 30 ep: 4 jobs, 50 epochs (60) each"
+    assert cost[3] == "    iterations 3, 6: 3 x 30 ep: 3 jobs, 90 epochs (90) each"
+    assert cost[4] == f"    in all: {3 * 13 + 3 * 4 + 2 * 3} jobs, {3 * 68 + 3 * 50 + 2 * 90} epochs ({3 * 87 + 3 * 60 + 2 * 90})"
+
+
+def test_space_check_prints_the_summary(run_hpo):
+    proc = run_hpo("space", "check", "search_spaces/quickstart.yaml", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "    lr                float       0.0001 .. 0.1, log scale (default 0.01)" in proc.stdout
+    assert "    regime            finetune" in proc.stdout
+    assert "    in all: 17 jobs, 36 epochs (45)" in proc.stdout
