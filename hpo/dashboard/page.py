@@ -86,8 +86,10 @@ function drawRun(run) {
 }
 function fetchJson(url) {
   return fetch(url, {cache: "no-store"}).then(function (response) {
-    if (!response.ok) throw new Error(url + ": HTTP " + response.status);
-    return response.json();
+    if (response.ok) return response.json();
+    return response.json().catch(function () { return {}; }).then(function (body) {
+      throw new Error(body.error || url + ": HTTP " + response.status);
+    });
   });
 }
 function refresh() {
@@ -104,7 +106,7 @@ function refresh() {
     if (run && !run.unchanged) drawRun(run);
     document.getElementById("state").textContent = "updated " + new Date().toLocaleTimeString();
   }).catch(function (error) {
-    document.getElementById("state").textContent = "cannot reach the dashboard: " + error.message;
+    document.getElementById("state").textContent = "not updated: " + error.message;
   }).then(function () {
     busy = false;
     if (again) { again = false; refresh(); } else { timer = setTimeout(refresh, POLL_MS); }
