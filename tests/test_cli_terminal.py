@@ -95,3 +95,33 @@ def test_train_help_has_no_search_flags():
         assert flag not in text, flag
     for flag in ("--budget", "--set", "--json", "--device"):
         assert flag in text, flag
+
+
+def _subparsers(parser) -> dict:
+    import argparse
+
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_every_help_shows_defaults_and_an_example():
+    from hpo.cli import build_parser
+    from hpo.report.cli import build_parser as build_report_parser
+
+    hpo = build_parser()
+    commands = _subparsers(hpo)
+    helps = {"hpo": hpo.format_help(), "hpo-report": build_report_parser().format_help(),
+             "hpo space check": _subparsers(commands["space"])["check"].format_help()}
+    for name in ("run", "master", "worker", "nameserver", "certs", "train"):
+        helps[f"hpo {name}"] = commands[name].format_help()
+    for name, text in helps.items():
+        assert "default" in text and "\nExample" in text.replace("\n\n", "\n"), name
+    assert "Example:\n  hpo space check " in commands["space"].format_help()
+    # values argparse knows are shown as such; nothing says "default: None"
+    assert "(default: 2)" in helps["hpo run"] and "(default: 1)" in helps["hpo run"]  # --max-retries, --workers
+    assert "(default: bohb)" in helps["hpo space check"]
+    assert not any("default: None" in text or "default: False" in text for text in helps.values())
+
+
+def test_help_through_the_command_line():
+    proc = _hpo("run", "--help", timeout=60)
+    assert proc.returncode == 0 and "Example:\n  hpo run search_spaces/quickstart.yaml" in proc.stdout

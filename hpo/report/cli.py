@@ -19,8 +19,10 @@ FORMATS = ("text", "markdown", "csv", "json")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hpo.help_format import HelpFormatter
+
     parser = argparse.ArgumentParser(
-        prog="hpo-report",
+        prog="hpo-report", formatter_class=HelpFormatter,
         description="Report the best configurations and a summary of BOHB runs (results directories).",
         epilog="Example: hpo-report results/demo --plots results/demo/plots; every result as CSV: hpo-report results/demo "
                "--all --format csv > trials.csv. Exit code 0 when a report was written (warnings about skipped lines go "
