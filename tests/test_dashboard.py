@@ -255,7 +255,7 @@ def test_dashboard_refuses_a_missing_root_and_a_port_in_use(tmp_path, run_hpo):
         busy = run_hpo("dashboard", str(tmp_path), "--port", str(port), timeout=60)
     assert busy.returncode == 2 and busy.stderr.count("\n") == 1 and f"port {port} on 127.0.0.1 is in use" in busy.stderr
     help_text = run_hpo("dashboard", "--help", timeout=60).stdout
-    assert "default: 127.0.0.1" in help_text and "default: 8050" in help_text and "example: hpo dashboard" in help_text
+    assert "default: 127.0.0.1" in help_text and "default: 8050" in help_text and "hpo dashboard results" in help_text
 
 
 # --- the page in a real browser ------------------------------------------------------------------

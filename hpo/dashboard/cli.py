@@ -9,17 +9,19 @@ from pathlib import Path
 
 from hpo.errors import UserError
 
-EXAMPLE = "example: hpo dashboard results --port 8050   (then open http://127.0.0.1:8050/)"
+EXAMPLE = "hpo dashboard results --port 8050     # then open http://127.0.0.1:8050/"
 
 
 def add_parser(sub: "argparse._SubParsersAction") -> None:
-    """Register ``hpo dashboard`` on the ``hpo`` command's subparsers."""
+    """Register ``hpo dashboard`` on the ``hpo`` command's subparsers (their HelpParser shows the defaults)."""
+    from hpo.help_format import example
+
     p = sub.add_parser(
         "dashboard", help="serve a live dashboard of every run under a results directory",
         description="Serve a live dashboard of every run under RESULTS_ROOT (any directory holding results.json): "
                     "run list with status, charts, a table of every result; it updates while runs go. "
                     "Read-only; Ctrl-C stops it.",
-        epilog=EXAMPLE, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=example(EXAMPLE),
     )
     p.add_argument("root", metavar="RESULTS_ROOT", help="directory holding run directories (e.g. results)")
     p.add_argument("--host", default="127.0.0.1",
