@@ -101,6 +101,36 @@ def test_without_a_checkpoint_directory_nothing_is_written(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
+# --- regimes, discriminative learning rates, dropout and label smoothing keep continuation exact ---
+
+REGULARISED = [
+    {"regime": "partial", "trainable_blocks": 1, "backbone_lr_scale": 0.1, "dropout": 0.3, "label_smoothing": 0.1,
+     "optimizer": "adamw", "lr": 0.01},
+    {"model": "mobilenet_v3_small", "image_size": 32, "regime": "fc_frozen", "backbone_lr_scale": 0.5,
+     "dropout": 0.2, "label_smoothing": 0.2, "optimizer": "sgd", "nesterov": True, "lr": 0.05},
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", REGULARISED, ids=["resnet18-partial", "mobilenet-fc_frozen"])
+def test_regimes_and_regularisation_continue_exactly(overrides, tmp_path):
+    """Dropout draws from torch's generator, seeded per epoch and saved in the checkpoint: continuing
+    from epoch 1 to 3 still equals 3 epochs from scratch, bit for bit."""
+    config = tiny(max_train_images=32, max_eval_images=16, augmentation="flip_jitter", **overrides)
+    continued, scratch = tmp_path / "continued", tmp_path / "scratch"
+    short = image_classifier.run(config, context(budget=1, max_budget=3, checkpoint_dir=str(continued)))
+    long = image_classifier.run(config, context(budget=3, max_budget=3, checkpoint_dir=str(continued),
+                                                previous_budget=1))
+    full = image_classifier.run(config, context(budget=3, max_budget=3, checkpoint_dir=str(scratch)))
+    assert long["info"]["continued_from"] == 1 and "checkpoint_warning" not in long["info"]
+    assert long["loss"] == full["loss"] and long["info"]["test_loss"] == full["info"]["test_loss"]
+    assert without_seconds(long["info"]["history"]) == without_seconds(full["info"]["history"])
+    a, b = saved_model(continued), saved_model(scratch)
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    undropped = image_classifier.run({**config, "dropout": 0.0}, context(budget=1, max_budget=3))
+    assert undropped["info"]["history"][0]["train_loss"] != short["info"]["history"][0]["train_loss"]
+
+
 # --- the synthetic job and the files --------------------------------------------------------------
 
 
