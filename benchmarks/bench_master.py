@@ -86,7 +86,10 @@ def master_main(stats_path: str, sampler: str, argv: list[str]) -> int:
     _timed(hpo.master_loop.ServiceMaster, "job_callback", stats["job_callback"])
     # the loop's scan for unfinished iterations (under the master's lock), the garbage collector's pauses
     stats.update({"active_iterations": [], "gc": []})
-    _timed(hpo.master_loop.ServiceMaster, "active_iterations", stats["active_iterations"])
+    from hpbandster.core.master import Master
+
+    scanner = hpo.master_loop.ServiceMaster if "active_iterations" in vars(hpo.master_loop.ServiceMaster) else Master
+    _timed(scanner, "active_iterations", stats["active_iterations"])
     gc_started = []
 
     def gc_timer(phase: str, info: dict) -> None:
