@@ -9,13 +9,20 @@ Both feed the training split of digits (1,150 images) at ``--size`` px (default 
   separately), batches read by index and augmented + normalised as whole batches by
   ``BatchAugment`` on ``--device`` (default CPU).
 
-Usage: python benchmarks/bench_input_pipeline.py [--size 224] [--batches 20] [--device cpu] [--threads 1]
-Prints a Markdown table (the figures in BENCHMARKS.md come from it).
+Each path first runs one whole epoch untimed (the steady state: the memory map's pages are
+mapped, as they are from a job's second epoch on). The two paths are then timed in alternation, ``--rounds`` times (default 3), so that a change in the
+host's load hits both; the table gives the median rate of each path and the median and range of the
+per-round speed-ups. A second table gives the time per batch of each step of the batched path on
+one batch (median wall and thread CPU time: the CPU time is what a busy host distorts least).
+
+Usage: python benchmarks/bench_input_pipeline.py [--size 224] [--batches 20] [--rounds 3] [--device cpu] [--threads 1]
+Prints Markdown tables (the figures in BENCHMARKS.md come from them).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
@@ -36,8 +43,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def images_per_second(loader, batches: int, device: torch.device) -> float:
-    """Images/s over ``batches`` batches after one warm-up batch (epochs restart as needed)."""
+def images_per_second(loader, batches: int, device: torch.device) -> tuple[float, float]:
+    """Images per wall second and per CPU second of this thread over ``batches`` batches after one
+    warm-up batch (epochs restart as needed). The CPU rate counts only this thread's work: the
+    whole of it with 0 loader processes, on a host whose other load only shows in the wall rate."""
     def stream():
         while True:
             yield from loader
@@ -45,19 +54,43 @@ def images_per_second(loader, batches: int, device: torch.device) -> float:
     iterator = stream()
     next(iterator)
     _sync(device)
-    start, seen = time.perf_counter(), 0
+    start, cpu, seen = time.perf_counter(), time.thread_time(), 0
     for _ in range(batches):
         images, _ = next(iterator)
         seen += images.size(0)
     _sync(device)
-    return seen / (time.perf_counter() - start)
+    return seen / (time.perf_counter() - start), seen / (time.thread_time() - cpu)
+
+
+def step_times(decoded, batch_size: int, device: torch.device, repeats: int = 15) -> list:
+    """(step, wall ms, CPU ms) per batch: reading a batch from the memory map, then each augmentation."""
+    indices = torch.randperm(len(decoded), generator=torch.Generator().manual_seed(0))[:batch_size].tolist()
+    batch = decoded[indices][0].to(device)
+    cases = [("read a batch (memory map, by index)", lambda: decoded[indices])]
+    for augmentation in ("none", "flip_jitter", "flip_rotate", "all"):
+        augment = BatchAugment(augmentation)
+        cases.append((f"BatchAugment({augmentation!r})", lambda augment=augment: augment(batch, torch.Generator().manual_seed(1))))
+    rows = []
+    for name, run in cases:
+        run()
+        walls, cpus = [], []
+        for _ in range(repeats):
+            _sync(device)
+            wall, cpu = time.perf_counter(), time.thread_time()
+            run()
+            _sync(device)
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.thread_time() - cpu)
+        rows.append((name, statistics.median(walls) * 1000, statistics.median(cpus) * 1000))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--batches", type=int, default=20, help="timed batches per case (default 20)")
+    parser.add_argument("--batches", type=int, default=20, help="timed batches per case and round (default 20)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of both paths (default 3)")
     parser.add_argument("--workers", type=int, default=0, help="PIL path loader processes (default 0)")
     parser.add_argument("--device", default="cpu", help="where batched augmentation runs (default cpu)")
     parser.add_argument("--cache-dir", default=None, help="default: a fresh temporary directory")
@@ -70,7 +103,7 @@ def main() -> None:
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="hpo-bench-cache-")
     data = load_digits()
     print(f"device: {device}, torch threads: {torch.get_num_threads()}, size {args.size} px, batch {args.batch_size}, "
-          f"PIL loader workers {args.workers}\n")
+          f"PIL loader workers {args.workers}, {args.rounds} rounds of {args.batches} batches\n")
     splits = make_splits(data, train_transform(args.size), eval_transform(args.size))
     train = splits.train
     start = time.perf_counter()
@@ -81,15 +114,34 @@ def main() -> None:
     mapped = time.perf_counter() - start
     print(f"decoded cache of {len(train)} images: built in {built:.2f} s ({len(train) / built:.0f} images/s), "
           f"mapped again in {mapped * 1000:.1f} ms, {decoded.pixels.nbytes / 2**20:.0f} MiB\n")
-    print(f"| augmentation | PIL path images/s | decoded + batched images/s | speed-up |")
-    print("|---|---|---|---|")
+    cpu_note = "" if args.workers == 0 and device.type == "cpu" else " (this thread only: not the loader processes' or the GPU's work)"
+    print(f"Images/s, median of the rounds; CPU: per CPU second of the benchmark's thread{cpu_note}.\n")
+    print("| augmentation | PIL path images/s | decoded + batched images/s | speed-up (median, range) "
+          "| PIL path images/CPU s | decoded + batched images/CPU s | CPU speed-up (median, range) |")
+    print("|---|---|---|---|---|---|---|")
     for augmentation in ("none", "all"):
         pil_splits = make_splits(data, train_transform(args.size, augmentation), eval_transform(args.size))
         pil = ImageLoader(pil_splits.train, args.batch_size, True, training_settings(torch.device("cpu")), args.workers, seed=0)
         batched = BatchLoader(decoded, args.batch_size, True, device, seed=0, transform=BatchAugment(augmentation))
-        pil_rate = images_per_second(pil, args.batches, torch.device("cpu"))
-        batched_rate = images_per_second(batched, args.batches, device)
-        print(f"| {augmentation} | {pil_rate:.0f} | {batched_rate:.0f} | {batched_rate / pil_rate:.1f}x |", flush=True)
+        for loader in (pil, batched):  # one epoch each first: the memory map's pages, the allocator's pools
+            for _ in loader:
+                pass
+        pil_rates, batched_rates = [], []
+        for _ in range(args.rounds):
+            pil_rates.append(images_per_second(pil, args.batches, torch.device("cpu")))
+            batched_rates.append(images_per_second(batched, args.batches, device))
+        cells = []
+        for kind in (0, 1):  # wall, CPU
+            pil_kind, batched_kind = [r[kind] for r in pil_rates], [r[kind] for r in batched_rates]
+            ratios = [b / p for p, b in zip(pil_kind, batched_kind)]
+            cells += [f"{statistics.median(pil_kind):.0f}", f"{statistics.median(batched_kind):.0f}",
+                      f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f}x)"]
+        print(f"| {augmentation} | " + " | ".join(cells) + " |", flush=True)
+    print(f"\nPer batch of {args.batch_size} (median of 15, one batch):\n")
+    print("| step | wall ms | CPU ms |")
+    print("|---|---|---|")
+    for name, wall, cpu in step_times(decoded, args.batch_size, device):
+        print(f"| {name} | {wall:.1f} | {cpu:.1f} |")
 
 
 if __name__ == "__main__":

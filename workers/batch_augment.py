@@ -74,28 +74,36 @@ def _flip(images: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
     return pairs.index_select(0, picks)
 
 
-def _source_index(signs: torch.Tensor, angles: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(B, 1, H*W) ``int64``: for each output pixel, its nearest source pixel in the batch padded by one
-    zero pixel on every side (rotation about the centre, after a mirror where the sign is -1); sources
-    outside the image land on the zero border."""
+def rotation_border(height: int, width: int) -> int:
+    """Zero pixels around an image such that every source pixel of any rotation about the centre lies
+    inside the padded image (no clamping of coordinates: a source outside the image reads zero)."""
+    reach = math.hypot((height - 1) / 2, (width - 1) / 2)  # the farthest corner from the centre
+    return math.ceil(reach - (min(height, width) - 1) / 2) + 1
+
+
+def _source_index(signs: torch.Tensor, angles: torch.Tensor, height: int, width: int, border: int) -> torch.Tensor:
+    """(B, 1, H*W) ``int64``: for each output pixel, its nearest source pixel in the image padded by
+    ``border`` zero pixels on every side (rotation about the centre, after a mirror where the sign is -1)."""
     device = angles.device
     cos, sin = torch.cos(angles).view(-1, 1, 1), torch.sin(angles).view(-1, 1, 1)
     ys = (torch.arange(height, device=device, dtype=torch.float32) - (height - 1) / 2).view(1, -1, 1)
     xs = (torch.arange(width, device=device, dtype=torch.float32) - (width - 1) / 2).view(1, 1, -1)
     mirror = signs.view(-1, 1, 1)  # mirroring first negates the source's x about the centre
-    source_x = torch.add((mirror * cos) * xs, (mirror * sin) * ys + ((width - 1) / 2 + 1))  # inverse rotation
-    source_y = torch.add(cos * ys, (-sin) * xs + ((height - 1) / 2 + 1))
-    source_x.round_().clamp_(0, width + 1)
-    source_y.round_().clamp_(0, height + 1)
-    return source_y.mul_(width + 2).add_(source_x).view(angles.size(0), 1, -1).long()
+    source_x = torch.add((mirror * cos) * xs, (mirror * sin) * ys + ((width - 1) / 2 + border))  # inverse rotation
+    source_y = torch.add(cos * ys, (-sin) * xs + ((height - 1) / 2 + border))
+    index = source_y.round_().mul_(width + 2 * border).add_(source_x.round_())
+    return index.view(angles.size(0), 1, -1).long()
 
 
-def _rotate_and_flip(images: torch.Tensor, signs: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Each sample mirrored (sign -1) then rotated by its angle: nearest neighbour, zero fill, one gather."""
+def _rotate_and_flip(images: torch.Tensor, signs: torch.Tensor, angles: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+    """Each sample mirrored (sign -1) then rotated by its angle: nearest neighbour, zero fill, one gather.
+
+    ``padded`` is a zero buffer (B, C, H + 2 * border, W + 2 * border) of the images' dtype: its
+    centre is overwritten, its border stays zero (the same buffer serves every call)."""
     batch, channels, height, width = images.shape
-    padded = images.new_zeros(batch, channels, height + 2, width + 2)
-    padded[:, :, 1:-1, 1:-1] = images
-    index = _source_index(signs, angles, height, width).expand(-1, channels, -1)
+    border = (padded.size(-1) - width) // 2
+    padded[:, :, border:border + height, border:border + width] = images
+    index = _source_index(signs, angles, height, width, border).expand(-1, channels, -1)
     return padded.view(batch, channels, -1).gather(2, index).view(batch, channels, height, width)
 
 
@@ -124,6 +132,15 @@ class BatchAugment:
             raise JobSetupError(f"augmentation {augmentation!r}: must be one of {', '.join(AUGMENTATIONS)}")
         self.augmentation = augmentation
         self.steps = _STEPS[augmentation]
+        self._padded: dict = {}  # (shape, dtype, device) -> zero-bordered buffer for the rotation
+
+    def _padded_buffer(self, images: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = images.shape
+        border = rotation_border(height, width)
+        key = (images.shape, images.dtype, images.device)
+        if key not in self._padded:
+            self._padded[key] = images.new_zeros(batch, channels, height + 2 * border, width + 2 * border)
+        return self._padded[key]
 
     @property
     def random(self) -> bool:
@@ -141,7 +158,7 @@ class BatchAugment:
             chunk = images[part]
             chunk_draws = draws[:, part] if self.steps else None
             if "rotate" in self.steps:
-                chunk = _rotate_and_flip(chunk, chunk_draws[0], chunk_draws[1])
+                chunk = _rotate_and_flip(chunk, chunk_draws[0], chunk_draws[1], self._padded_buffer(chunk))
             elif "flip" in self.steps:
                 chunk = _flip(chunk, chunk_draws[0])
             if "jitter" in self.steps:
