@@ -15,6 +15,11 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
+import torchvision
+
+from hpo.space import load_space
+from workers.regimes import backbone_stages
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 ALL_SPACES = sorted(SPACES.glob("*.yaml"))
@@ -83,3 +88,12 @@ def test_seed_study_space_trains_one_epoch_on_digits(name, run_hpo, tmp_path):
     assert 0 < trainable <= total
     assert {key: info.get(key) for key in expected} == expected
     assert (trainable < total) == (info["trains"] != "everything"), (trainable, total, info["trains"])
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_SPACES if "trainable_blocks" in p.read_text()], ids=lambda p: p.stem)
+def test_trainable_blocks_range_is_the_models_stages(path):
+    space = load_space(path)
+    hp = space.configspace["trainable_blocks"]
+    with torch.device("meta"):  # the architecture only: no memory, no initialisation
+        model = torchvision.models.get_model(space.default_config()["model"])
+    assert (hp.lower, hp.upper) == (1, len(backbone_stages(model)))
