@@ -15,7 +15,10 @@ import torchvision
 
 from workers import feature_cache as feature_cache_module
 from workers.array_cache import cached_array, resolve_cache_dir
-from workers.batch_augment import BatchAugment
+from torchvision.transforms.v2 import functional as TF
+
+from workers import batch_augment
+from workers.batch_augment import BatchAugment, jitter_and_normalize_, rotate_and_flip, rotation_border
 from workers.batch_loader import BatchLoader
 from workers.batches import EpochBatches
 from workers.config import read_config
@@ -28,7 +31,7 @@ from workers.models import build_model
 from workers.optimization import build_optimizer
 from workers.splits import make_splits
 from workers.training import evaluate, train_one_epoch
-from workers.transforms import eval_transform, train_transform
+from workers.transforms import eval_transform, normalize_float, train_transform
 from workers_helpers import write_image_folder
 
 CPU = training_settings(torch.device("cpu"))
@@ -148,6 +151,41 @@ def test_flip_flips_whole_samples_and_none_only_normalises():
     assert all(a or b for a, b in zip(same, mirrored)) and any(same) and any(mirrored)
     with pytest.raises(JobSetupError, match="augmentation"):
         BatchAugment("mixup")
+
+
+@pytest.mark.parametrize("size", [20, 33])
+def test_flip_and_rotation_in_one_gather_equal_torchvision_s_nearest_rotation(size):
+    images = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    degrees = (17.0, -29.5)
+    border = rotation_border(size, size)
+    padded = images.new_full((2, 3, size + 2 * border, size + 2 * border), 0)
+    out = rotate_and_flip(images, torch.tensor([1.0, -1.0]), torch.tensor(degrees) * math.pi / 180, padded)
+    nearest = TF.InterpolationMode.NEAREST  # our angle turns the other way: the draws are symmetric
+    assert torch.equal(out[0], TF.rotate(images[0], -degrees[0], interpolation=nearest))  # zero-filled corners too
+    assert torch.equal(out[1], TF.rotate(TF.horizontal_flip(images[1]), -degrees[1], interpolation=nearest))
+    again = rotate_and_flip(images.flip(0), torch.tensor([1.0, -1.0]), torch.tensor(degrees) * math.pi / 180, padded)
+    assert torch.equal(again[0], TF.rotate(images[1], -degrees[0], interpolation=nearest))  # the reused border stays zero
+
+
+def test_the_jitter_is_torchvision_s_brightness_contrast_saturation_then_normalisation():
+    images = torch.randint(0, 256, (3, 3, 20, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    factors = torch.tensor([[0.6, 1.4, 1.1], [1.4, 0.6, 0.9], [1.2, 1.3, 0.6]])  # (brightness, contrast, saturation) x sample
+    out = torch.empty(images.shape)
+    jitter_and_normalize_(images, out, factors)
+    for sample, (brightness, contrast, saturation) in zip(range(3), factors.T.tolist()):
+        expected = TF.adjust_brightness(images[sample].float() / 255, brightness)
+        expected = TF.adjust_saturation(TF.adjust_contrast(expected, contrast), saturation)
+        assert torch.allclose(out[sample], normalize_float(expected), atol=1e-5)
+
+
+def test_cpu_chunks_change_no_value(monkeypatch):
+    images = torch.randint(0, 256, (10, 3, 20, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    outputs = []
+    for chunk in (64, 3):
+        monkeypatch.setattr(batch_augment, "CPU_CHUNK", chunk)
+        outputs.append([BatchAugment(name)(images, torch.Generator().manual_seed(3)) for name in ("none", "flip_jitter", "all")])
+    for whole, chunked in zip(*outputs):
+        assert torch.equal(whole, chunked)
 
 
 def test_the_epoch_order_depends_only_on_seed_and_epoch():

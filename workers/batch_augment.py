@@ -95,7 +95,7 @@ def _source_index(signs: torch.Tensor, angles: torch.Tensor, height: int, width:
     return index.view(angles.size(0), 1, -1).long()
 
 
-def _rotate_and_flip(images: torch.Tensor, signs: torch.Tensor, angles: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+def rotate_and_flip(images: torch.Tensor, signs: torch.Tensor, angles: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
     """Each sample mirrored (sign -1) then rotated by its angle: nearest neighbour, zero fill, one gather.
 
     ``padded`` is a zero buffer (B, C, H + 2 * border, W + 2 * border) of the images' dtype: its
@@ -107,7 +107,7 @@ def _rotate_and_flip(images: torch.Tensor, signs: torch.Tensor, angles: torch.Te
     return padded.view(batch, channels, -1).gather(2, index).view(batch, channels, height, width)
 
 
-def _jitter_and_normalize_(images: torch.Tensor, out: torch.Tensor, factors: torch.Tensor) -> None:
+def jitter_and_normalize_(images: torch.Tensor, out: torch.Tensor, factors: torch.Tensor) -> None:
     """``uint8`` ``images`` -> ``out`` (float32, same shape): brightness, contrast, saturation with the
     per-sample ``factors`` (3, B), each clamped to [0, 1], then ImageNet normalisation.
 
@@ -158,11 +158,11 @@ class BatchAugment:
             chunk = images[part]
             chunk_draws = draws[:, part] if self.steps else None
             if "rotate" in self.steps:
-                chunk = _rotate_and_flip(chunk, chunk_draws[0], chunk_draws[1], self._padded_buffer(chunk))
+                chunk = rotate_and_flip(chunk, chunk_draws[0], chunk_draws[1], self._padded_buffer(chunk))
             elif "flip" in self.steps:
                 chunk = _flip(chunk, chunk_draws[0])
             if "jitter" in self.steps:
-                _jitter_and_normalize_(chunk, out[part], chunk_draws[2:])
+                jitter_and_normalize_(chunk, out[part], chunk_draws[2:])
             else:  # v2.ToDtype(scale=True) then v2.Normalize: the per-image path's arithmetic
                 normalize_float_(out[part].copy_(chunk).mul_(1 / 255))
         return out
