@@ -101,6 +101,105 @@ def test_without_a_checkpoint_directory_nothing_is_written(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
+# --- schedules, early stopping and restore_best keep continuation exact ---------------------------
+
+SMALL = tiny(lr=0.05, max_train_images=32, max_eval_images=16, augmentation="flip_jitter")
+ONE_THREAD = {"torch_threads": 1}  # several times faster on a busy 2-core machine; restored after each test
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    yield ONE_THREAD
+    torch.set_num_threads(threads)
+
+
+def saved_checkpoint(directory: Path) -> dict:
+    return torch.load(latest(directory)[1], map_location="cpu", weights_only=True)
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", [
+    {"lr_schedule": "constant"},
+    {"lr_schedule": "step", "lr_step_size": 1, "lr_gamma": 0.5},
+    {"lr_schedule": "multistep", "lr_milestones": "1,2", "lr_gamma": 0.3},
+    {"lr_schedule": "plateau", "lr_patience": 0, "lr_factor": 0.5},
+    {"lr_schedule": "cosine", "warmup_epochs": 1, "early_stopping_patience": 5},
+])  # cosine alone: test_one_epoch_continued_to_three_equals_three_from_scratch_bit_for_bit
+def test_every_schedule_continued_from_one_epoch_to_three_equals_three_from_scratch(schedule, tmp_path, one_thread):
+    config = {**SMALL, **schedule}
+    continued, scratch = tmp_path / "continued", tmp_path / "scratch"
+    image_classifier.run(config, context(budget=1, max_budget=3, checkpoint_dir=str(continued), options=one_thread))
+    long = image_classifier.run(config, context(budget=3, max_budget=3, checkpoint_dir=str(continued),
+                                                previous_budget=1, options=one_thread))
+    full = image_classifier.run(config, context(budget=3, max_budget=3, checkpoint_dir=str(scratch), options=one_thread))
+    assert long["info"]["continued_from"] == 1 and long["info"]["epochs_trained"] == 2
+    assert "checkpoint_warning" not in long["info"] and full["info"]["epochs"] == 3
+    assert long["loss"] == full["loss"]
+    assert without_seconds(long["info"]["history"]) == without_seconds(full["info"]["history"])
+    a, b = saved_checkpoint(continued), saved_checkpoint(scratch)
+    assert same_weights(a["model"], b["model"]) and a["scheduler"] == b["scheduler"]
+    if schedule.get("warmup_epochs"):
+        rates = [entry["lr"] for entry in full["info"]["history"]]
+        assert rates[0] == pytest.approx(0.05 / 2) and rates[1] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi / 3)))
+
+
+@pytest.fixture(scope="module")
+def stopped_early(tmp_path_factory):
+    """early_stopping_min_delta 100: epoch 1 is the best and stays so; patience 1 stops after epoch 2.
+    One configuration: 1 epoch, continued to budget 3 (stops at 2), promoted to 9 (trains nothing);
+    and budget 3 from scratch."""
+    config = {**SMALL, "early_stopping_patience": 1, "early_stopping_min_delta": 100.0, "restore_best": True}
+    continued, scratch = tmp_path_factory.mktemp("stopped"), tmp_path_factory.mktemp("stopped_scratch")
+    threads = torch.get_num_threads()
+    one = image_classifier.run(config, context(budget=1, max_budget=9, checkpoint_dir=str(continued),
+                                               options=ONE_THREAD))
+    after_one = saved_checkpoint(continued)
+    three = image_classifier.run(config, context(budget=3, max_budget=9, checkpoint_dir=str(continued),
+                                                 previous_budget=1, options=ONE_THREAD))
+    nine = image_classifier.run(config, context(budget=9, max_budget=9, checkpoint_dir=str(continued),
+                                                previous_budget=3, options=ONE_THREAD))
+    full = image_classifier.run(config, context(budget=3, max_budget=9, checkpoint_dir=str(scratch),
+                                                options=ONE_THREAD))
+    torch.set_num_threads(threads)
+    return one, after_one, three, nine, full, continued, scratch
+
+
+@pytest.mark.slow
+def test_a_job_that_stops_early_records_why_and_reports_its_best_epoch(stopped_early):
+    one, after_one, three, _, full, continued, scratch = stopped_early
+    assert not one["info"]["stopped_early"] and one["info"]["best_epoch"] == 1
+    for result in (three, full):
+        info = result["info"]
+        assert info["stopped_early"] is True and info["epochs"] == 2 and len(info["history"]) == 2
+        assert "no improvement" in info["stop_reason"] and info["best_epoch"] == info["restored_best_epoch"] == 1
+        first = info["history"][0]
+        assert result["loss"] == info["val_loss"] == first["val_loss"] != info["history"][1]["val_loss"]
+        assert info["train_loss"] == first["train_loss"] and info["val_accuracy"] == first["val_accuracy"]
+    assert three["info"]["epochs_trained"] == 1 and three["loss"] == full["loss"]
+    assert without_seconds(three["info"]["history"]) == without_seconds(full["info"]["history"])
+    a, b = saved_checkpoint(continued), saved_checkpoint(scratch)
+    assert a["stopping"] == b["stopping"] and a["stopping"]["stopped"] and a["stopping"]["best_epoch"] == 1
+    assert same_weights(a["model"], b["model"])  # the last epoch's: training continues from there
+    assert same_weights(a["best_model"], after_one["model"])  # the kept model: epoch 1's weights
+    assert not same_weights(a["model"], a["best_model"])
+
+
+@pytest.mark.slow
+def test_a_promoted_job_whose_checkpoint_stopped_early_trains_no_further(stopped_early):
+    _, _, three, nine, _, continued, _ = stopped_early
+    info = nine["info"]
+    assert info["epochs_trained"] == 0 and info["continued_from"] == 2 and info["epochs"] == 2
+    assert info["already_stopped"] is True and info["stopped_early"] is True
+    assert nine["loss"] == three["loss"] and info["history"] == three["info"]["history"]
+    assert [epochs for epochs, _ in checkpoints(continued)] == [2]
+    assert math.isfinite(info["test_loss"])  # at the max budget, measured on the best epoch's weights
+
+
 # --- regimes, discriminative learning rates, dropout and label smoothing keep continuation exact ---
 
 REGULARISED = [
