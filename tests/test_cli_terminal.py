@@ -125,3 +125,17 @@ def test_every_help_shows_defaults_and_an_example():
 def test_help_through_the_command_line():
     proc = _hpo("run", "--help", timeout=60)
     assert proc.returncode == 0 and "Example:\n  hpo run search_spaces/quickstart.yaml" in proc.stdout
+
+
+def test_a_run_counts_the_epochs_its_brackets_plan(tmp_path):
+    # budgets 1, 3, 9 (eta 3), 2 iterations: 17 jobs, 36 epochs with continuation, 45 without
+    for flags, epochs in (((), 36), (("--no-checkpoints",), 45)):
+        results = tmp_path / f"run{epochs}"
+        proc = _hpo("run", str(SPACES / "synthetic.yaml"), "--workers", "2", "--iterations", "2", "--results",
+                    str(results), "--insecure", "--no-progress", *flags, timeout=180)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        last = [line for line in proc.stderr.splitlines() if "hpo.progress" in line][-1]
+        assert "jobs 17/17 finished, 0 running, 0 queued" in last and f"epochs {epochs}/{epochs}" in last, last
+        best = re.search(r"best loss ([\d.]+) @ 9 ep", last)
+        at_nine = [r[3]["loss"] for r in _read_lines(results / "results.json") if r[1] == 9.0]
+        assert best and abs(float(best.group(1)) - min(at_nine)) < 1e-3 * min(at_nine), last
