@@ -151,7 +151,8 @@ class BatchAugment:
         if images.dim() == 3:  # one image
             return self(images.unsqueeze(0), generator)[0]
         if self.steps:
-            generator = generator if generator is not None else torch.Generator().manual_seed(torch.seed() % 2**63)
+            if generator is None:  # seeded from the global generator (torch.seed() would reseed it at random)
+                generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()).item()))
             draws = _draws(images.size(0), generator, images.device)
         out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
         for part in _chunks(images.size(0), images.device):
