@@ -206,9 +206,10 @@ ROWS: dict[str, Row] = {
     "train budget zero": Row(["train", "{synthetic}", "--budget", "0"], "--budget: must be a finite number > 0 (got 0)"),
     "train budget infinite": Row(["train", "{synthetic}", "--budget", "inf"],
                                  "--budget: must be a finite number > 0 (got inf)"),
-    "train max budget infinite": Row(["train", "{synthetic}", "--max-budget", "inf"],
+    "max budget infinite": Row(["run", "{synthetic}", "--max-budget", "inf", "--results", "{tmp}/w"],
                                      "command line: budget.max: must be a finite number (got inf)"),
-    "seed flag out of range": Row(["train", "{synthetic}", "--seed", "-1"], "--seed: must be in 0..4294967295 (got -1)"),
+    "seed flag out of range": Row(["run", "{synthetic}", "--seed", "-1", "--results", "{tmp}/w"],
+                                  "--seed: must be in 0..4294967295 (got -1)"),
     "folder data set with one class": Row(
         ["train", "{space}", "--budget", "1", "--device", "cpu"],
         "hpo: job failed (data): data_dir '{tmp}/images': one class ('only'); a classifier needs at least 2",

@@ -191,7 +191,8 @@ def test_ctrl_c_stops_every_process_and_keeps_the_log(tmp_path):
 
 
 def test_train_runs_one_config_and_prints_the_log_line(run_hpo):
-    proc = run_hpo("train", SYNTHETIC, "--budget", "2", "--set", "lr=0.01", "--set", "optimizer=adamw", timeout=60)
+    proc = run_hpo("train", SYNTHETIC, "--budget", "2", "--set", "lr=0.01", "--set", "optimizer=adamw", "--json",
+                   timeout=60)
     assert proc.returncode == 0, proc.stderr
     config_id, budget, stamps, result, exception = json.loads(proc.stdout)
     assert budget == 2.0 and exception is None and math.isfinite(result["loss"])
@@ -289,7 +290,7 @@ def test_children_die_with_a_killed_run(tmp_path):
 def test_train_reports_a_failed_job_with_its_reason(tmp_path, run_hpo):
     space = tmp_path / "failing.yaml"
     space.write_text((SPACES / "synthetic.yaml").read_text() + "  fail_when: optimizer=adamw\n")
-    proc = run_hpo("train", str(space), "--budget", "1", "--set", "optimizer=adamw", timeout=60)
+    proc = run_hpo("train", str(space), "--budget", "1", "--set", "optimizer=adamw", "--json", timeout=60)
     assert proc.returncode == 1
     assert json.loads(proc.stdout)[3]["loss"] is None
     assert proc.stderr.strip().splitlines()[-1].startswith("hpo: job failed (diverged): ")
