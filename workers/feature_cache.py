@@ -1,7 +1,8 @@
 """Frozen-feature cache: the frozen backbone runs once, the head trains on its pooled features.
 
 In the ``frozen`` regime only the top-level child holding the head trains (``fc`` for ResNet,
-``classifier`` for VGG/AlexNet). Its input does not change during training, so
+``classifier`` for VGG/AlexNet); ``fc_frozen`` and ``partial`` train part of the backbone, so they
+train on images. Its input does not change during training, so
 ``feature_split`` computes it once per (backbone weights, data set, split, image size,
 augmentation view, device precision) with the trainable child replaced by ``nn.Identity`` (ResNet:
 after ``avgpool``; VGG/AlexNet: after ``features`` and ``avgpool``, flattened), and keeps it as a
