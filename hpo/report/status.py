@@ -63,7 +63,8 @@ def run_status(run: RunLog, now: Optional[float] = None, hostname: Optional[str]
     retried = results.loc[retried_mask, ["config_id", "budget", "attempt", "lost_attempts", "status", "reason"]]
     unfinished: list[str] = []
     if state != FINISHED and not run.configs.empty:
-        unfinished = [cid for cid in run.configs.index if cid not in set(results["config_id"])]
+        done = set(results["config_id"])
+        unfinished = [cid for cid in run.configs.index if cid not in done]
     return RunStatus(state, detail, lost, retried.reset_index(drop=True), unfinished)
 
 
