@@ -58,8 +58,8 @@ def test_each_regime_trains_exactly_its_parameters_and_keeps_frozen_batch_norm_s
     names = [name for name, _ in network.named_parameters()]
     expected = {name for name in names if should_train(model, regime, name)}
     assert {name for name, p in network.named_parameters() if p.requires_grad} == expected
-    frozen_norms = [m for m in job.classifier.frozen_modules for m in m.modules()
-                    if isinstance(m, torch.nn.BatchNorm2d)]
+    frozen_norms = [module for part in job.classifier.frozen_modules for module in part.modules()
+                    if isinstance(module, torch.nn.BatchNorm2d)]
     before = digests(network)
     result = execute(job)
     assert not is_failure(result), result["info"]
