@@ -256,8 +256,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as exc:
         print(interrupted_message(results, getattr(exc, "jobs_in_flight", None), "run"), file=sys.stderr)
         return 130
-    print(f"run {summary.run_id}: {summary.jobs} jobs ({summary.failed} failed), best loss "
-          f"{'-' if summary.best_loss is None else f'{summary.best_loss:.4g}'}; results in {summary.results_dir}")
+    print(summary.line())
     if summary.best_model:
         print(f"best model: {summary.best_model}")
     print(f"next: hpo-report {summary.results_dir}")
@@ -278,7 +277,7 @@ def cmd_master(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as exc:
         print(interrupted_message(results, getattr(exc, "jobs_in_flight", None), "master"), file=sys.stderr)
         return 130
-    print(f"run {summary.run_id}: {summary.jobs} jobs ({summary.failed} failed); results in {summary.results_dir}")
+    print(summary.line())
     return 0
 
 

@@ -70,6 +70,8 @@ def checkpoint_root(settings: MasterSettings) -> Optional[str]:
 
 @dataclass
 class RunSummary:
+    """What a finished run reports: its jobs, failures and incumbent (the best loss at the highest budget)."""
+
     run_id: str
     results_dir: str
     jobs: int
@@ -77,6 +79,18 @@ class RunSummary:
     best_loss: Optional[float]
     best_config_id: Optional[tuple]
     best_model: Optional[str] = None  # the kept checkpoint of the best configuration (--keep-checkpoints)
+    best_budget: Optional[float] = None  # the budget ``best_loss`` was reached at
+
+    def best_text(self) -> str:
+        """``0.231 @ 9 epochs``, or ``-`` when no job succeeded."""
+        if self.best_loss is None:
+            return "-"
+        return f"{self.best_loss:.4g}" + ("" if self.best_budget is None else f" @ {self.best_budget:g} epochs")
+
+    def line(self) -> str:
+        """``run ID finished: 17 jobs (0 failed), best loss 0.231 @ 9 epochs; results in DIR``."""
+        return (f"run {self.run_id} finished: {self.jobs} jobs ({self.failed} failed), best loss {self.best_text()}; "
+                f"results in {self.results_dir}")
 
 
 def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["RunToResume"] = None) -> RunSummary:
@@ -227,12 +241,11 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
         raise RunFailed(f"run {settings.run_id} {reason}" if reason.startswith("stopped") else
                         f"run {settings.run_id}: {reason}", exit_code=2 if reason.startswith("stopped") else 1)
     incumbent = result.get_incumbent_id()
-    logger.info("run %s finished: %d jobs (%d failed), best loss %s; results in %s", settings.run_id,
-                counts.finished, counts.failed, "-" if counts.best_loss is None else f"{counts.best_loss:.4g}",
-                results_dir)
     kept = metadata.get("best_model") or {}
-    return RunSummary(settings.run_id, results_dir, counts.finished, counts.failed, counts.best_loss, incumbent,
-                      kept.get("path") or kept.get("directory"))
+    summary = RunSummary(settings.run_id, results_dir, counts.finished, counts.failed, counts.best_loss, incumbent,
+                         kept.get("path") or kept.get("directory"), counts.best_budget)
+    logger.info("%s", summary.line())
+    return summary
 
 
 def _keep_checkpoints(optimizer) -> Optional[dict]:

@@ -139,3 +139,15 @@ def test_a_run_counts_the_epochs_its_brackets_plan(tmp_path):
         best = re.search(r"best loss ([\d.]+) @ 9 ep", last)
         at_nine = [r[3]["loss"] for r in _read_lines(results / "results.json") if r[1] == 9.0]
         assert best and abs(float(best.group(1)) - min(at_nine)) < 1e-3 * min(at_nine), last
+        # the final summary names the incumbent's budget too
+        summary = re.search(r"^run \S+ finished: 17 jobs \(0 failed\), best loss ([\d.]+) @ 9 epochs; "
+                            r"results in (\S+)$", proc.stdout, re.MULTILINE)
+        assert summary and summary.group(1) == best.group(1) and summary.group(2) == str(results), proc.stdout
+
+
+def test_run_summary_names_the_budget_of_its_best_loss():
+    from hpo.master import RunSummary
+
+    summary = RunSummary("r1", "results/r1", 17, 2, 0.231412, (1, 0, 0), best_budget=9.0)
+    assert summary.line() == "run r1 finished: 17 jobs (2 failed), best loss 0.2314 @ 9 epochs; results in results/r1"
+    assert RunSummary("r1", "results/r1", 3, 3, None, None).best_text() == "-"
