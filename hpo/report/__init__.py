@@ -1,7 +1,8 @@
 """``hpo-report``: tables, summary and plots of BOHB runs, read from their results directories.
 
-Reads logs written by this service and by hpbandster's ``json_result_logger``. Needs pandas;
-matplotlib only for plots; never torch.
+Reads logs written by this service and by hpbandster's ``json_result_logger``. Needs pandas for
+the tables, plotly for the ``--html`` page and ``hpo dashboard`` (:mod:`hpo.report.figures`),
+matplotlib for the ``--plots`` PNGs (each imported only when used); never torch.
 
     import hpo.report
     trials = hpo.report.load_run("results/run1")   # every result, one row each (a DataFrame)
