@@ -111,7 +111,7 @@ def test_every_help_shows_defaults_and_an_example():
     commands = _subparsers(hpo)
     helps = {"hpo": hpo.format_help(), "hpo-report": build_report_parser().format_help(),
              "hpo space check": _subparsers(commands["space"])["check"].format_help()}
-    for name in ("run", "master", "worker", "nameserver", "certs", "train"):
+    for name in ("run", "master", "worker", "nameserver", "certs", "train", "export", "dashboard"):
         helps[f"hpo {name}"] = commands[name].format_help()
     for name, text in helps.items():
         assert "default" in text and "\nExample" in text.replace("\n\n", "\n"), name
@@ -119,6 +119,8 @@ def test_every_help_shows_defaults_and_an_example():
     # values argparse knows are shown as such; nothing says "default: None"
     assert "(default: 2)" in helps["hpo run"] and "(default: 1)" in helps["hpo run"]  # --max-retries, --workers
     assert "(default: bohb)" in helps["hpo space check"]
+    assert "(default: 8050)" in helps["hpo dashboard"]
+    assert "Example:\n  hpo export results/run1 --optuna sqlite:///run1.db" in helps["hpo export"]
     assert not any("default: None" in text or "default: False" in text for text in helps.values())
 
 

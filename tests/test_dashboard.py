@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, hpo_command
-from hpo.report.figures import FIGURES, all_figures, learning_curves, loss_vs_budget, loss_vs_hyperparameters, parallel_coordinates
+from hpo.report.figures import FIGURES, all_figures, learning_curves, loss_vs_budget, loss_vs_hyperparameters
+from hpo.report.parallel_coordinates import parallel_coordinates
 from hpo.report.loading import read_run
 from hpo.report.tables import build_report
 from report_logs import LogWriter, metadata, write_standard_run
@@ -102,6 +103,19 @@ def test_a_diverged_job_does_not_flatten_the_loss_axes(tmp_path):
     loss = parallel_coordinates(report).data[0].dimensions[-1]
     assert max(loss.values) <= loss.range[1] and loss.ticktext[-1] == "failed"
     assert max(float(t) for t in loss.ticktext[:-1]) < 5
+
+
+def test_parallel_coordinates_mark_failed_jobs_only_when_there_are_some(tmp_path):
+    log = LogWriter(tmp_path / "clean", metadata("clean"))
+    for index in range(4):
+        log.ok(log.config(optimizer="sgd", lr=0.01 * (index + 1), momentum=0.9, batch_size=32), 3, 0.5 + 0.1 * index)
+    figure = parallel_coordinates(_report(tmp_path / "clean"))
+    loss = figure.data[0].dimensions[-1]
+    assert "failed" not in loss.ticktext and "failed" not in figure.layout.title.text
+    assert max(loss.values) <= loss.range[1] == figure.data[0].line.cmax
+    log.failed(log.config(optimizer="adamw", lr=0.1, batch_size=16), 3, "diverged", "loss is nan at epoch 2")
+    loss = parallel_coordinates(_report(tmp_path / "clean")).data[0].dimensions[-1]
+    assert loss.ticktext[-1] == "failed" and max(loss.values) == loss.tickvals[-1] == loss.range[1]
 
 
 def test_figures_of_runs_with_little_in_them(tmp_path):
@@ -235,6 +249,8 @@ def test_dashboard_endpoints_serve_runs_figures_and_every_result(tmp_path):
         assert again["version"] != run["version"] and len(again["table"]["rows"]) == 12
         assert dashboard.json("api/run?id=starting")["error"] == "no results yet"
         assert dashboard.get("api/run?id=../../etc")[0] == 404 and dashboard.get("nothing")[0] == 404
+        status, body = dashboard.get("api/run")  # no id: says what to ask
+        assert status == 400 and "api/run?id=RUN" in json.loads(body)["error"]
         status, page = dashboard.get("")
         assert status == 200 and b'<script src="plotly.min.js"></script>' in page and b"http" not in page.split(b"<body>")[0]
         status, script = dashboard.get("plotly.min.js")

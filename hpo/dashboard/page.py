@@ -9,8 +9,10 @@ bundled copy); nothing is fetched from the network.
 from __future__ import annotations
 
 import html
+import json
 
-from hpo.report.html import TABLE_SCRIPT
+from hpo.report.figure_parts import PLOT_CONFIG
+from hpo.report.html import TABLE_SCRIPT, TABLE_STYLE
 
 POLL_MS = 2000
 
@@ -20,9 +22,8 @@ header { padding: 0.6em 1.2em; background: #263238; color: #fff; display: flex; 
 header h1 { font-size: 1.2em; margin: 0; }
 header .state { font-size: 0.85em; color: #b0bec5; }
 main { padding: 0.5em 1.2em 3em; max-width: 1500px; }
-table { border-collapse: collapse; font-size: 0.88em; }
-th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; }
+table { font-size: 0.88em; }
+th, td { padding: 0.2em 0.6em; }
 #runs tbody tr { cursor: pointer; }
 #runs tbody tr.selected { background: #e3f2fd; }
 #runs td.status-running { color: #1565c0; } #runs td.status-failed { color: #c62828; }
@@ -31,25 +32,22 @@ th { background: #f4f4f4; }
 .warning { color: #a15c00; font-size: 0.85em; }
 #charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(620px, 1fr)); gap: 0.5em 1em; }
 #charts .chart.wide { grid-column: 1 / -1; }
-.trials .scroll { max-height: 36em; overflow: auto; }
-.trials th { cursor: pointer; position: sticky; top: 0; }
-.trials input { padding: 0.3em; width: 24em; margin: 0.5em 1em 0.5em 0; }
-.trials tr.failed td, .trials tr.crashed td, .trials tr.diverged td, .trials tr.lost td { color: #b22; }
+.trials .scroll { max-height: 36em; }
+.trials input { width: 24em; margin: 0.5em 1em 0.5em 0; }
 """
 
 SCRIPT = r"""
 var POLL_MS = %(poll)d, selected = decodeURIComponent(location.hash.replace(/^#run=/, "")) || null;
 var shownId = null, shownVersion = null, busy = false, again = false, timer = null;
-var PLOT_CONFIG = {displaylogo: false, responsive: true};
-function esc(text) { return hpoEscape(String(text === null || text === undefined ? "-" : text)); }
-function number(value) { return value === null || value === undefined ? "-" : hpoCell(value); }
+var PLOT_CONFIG = %(plot_config)s;
+function esc(value) { return hpoEscape(hpoCell(value)); }  // the table's own cell text ("-" when missing), escaped
 function drawRuns(runs) {
   var body = runs.map(function (run) {
     return '<tr data-run="' + esc(run.id) + '"' + (run.id === selected ? ' class="selected"' : "") + ">" +
       "<td style=\"text-align:left\">" + esc(run.id) + "</td>" +
       '<td class="status-' + esc(run.status).replace(/ /g, "-") + '" title="' + esc(run.detail) + '">' + esc(run.status) + "</td>" +
       "<td>" + run.results + "</td><td>" + run.configs + "</td><td>" + run.failed + "</td>" +
-      "<td>" + number(run.best_loss) + "</td><td>" + number(run.budget) + "</td></tr>";
+      "<td>" + esc(run.best_loss) + "</td><td>" + esc(run.budget) + "</td></tr>";
   }).join("");
   document.querySelector("#runs tbody").innerHTML = body || '<tr><td colspan="7">no run under this directory yet</td></tr>';
   document.querySelectorAll("#runs tbody tr[data-run]").forEach(function (row) {
@@ -126,7 +124,7 @@ def render_page(root: str) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <title>hpo dashboard: {html.escape(root)}</title>
 <link rel="icon" href="data:,">
-<style>{STYLE}</style>
+<style>{TABLE_STYLE}{STYLE}</style>
 <script src="plotly.min.js"></script>
 <script>{TABLE_SCRIPT}</script>
 </head><body>
@@ -143,6 +141,6 @@ def render_page(root: str) -> str:
 <h2>Every result</h2>
 <div class="trials" id="trials"></div>
 </main>
-<script>{SCRIPT % {"poll": POLL_MS}}</script>
+<script>{SCRIPT % {"poll": POLL_MS, "plot_config": json.dumps(PLOT_CONFIG)}}</script>
 </body></html>
 """

@@ -74,6 +74,7 @@ class RunView:
 
     @property
     def version(self) -> str:
+        """A short hash of :attr:`signature`: what a page sends back to learn whether the run changed."""
         return hashlib.sha1(repr(self.signature).encode()).hexdigest()[:16]
 
 
@@ -87,6 +88,8 @@ class RunCatalog:
         self._found: tuple[float, list[Path]] = (0.0, [])
 
     def run_ids(self) -> list[str]:
+        """The runs under the root by their path under it (``.`` for the root itself), searched again
+        at most every :data:`DISCOVERY_TTL` seconds; runs that disappeared are forgotten."""
         now = time.monotonic()
         with self._lock:
             stamp, found = self._found
@@ -129,6 +132,8 @@ class RunCatalog:
             return view.payload
 
     def summary(self, view: Optional[RunView]) -> dict:
+        """A run's line in the run list (``{}`` for None): status, counts, best loss and its budget."""
+        from hpo.report.formatting import json_safe
         from hpo.report.status import run_status
 
         if view is None:
@@ -147,8 +152,8 @@ class RunCatalog:
             name=report.name, status=status.state, detail=status.detail, results=int(len(results)),
             configs=int(results["config_id"].nunique()), failed=int((results["status"] != "ok").sum()),
             lost=int(len(status.lost_attempts)),
-            best_loss=_number(best["loss"]) if best is not None else None,
-            budget=_number(report.top_budget),
+            best_loss=json_safe(float(best["loss"])) if best is not None else None,
+            budget=json_safe(report.top_budget),
         )
         return line
 
@@ -198,11 +203,3 @@ def _payload(view: RunView) -> dict:
                     for key, figure in figures.items()],
         "table": trials_table(report.run) if report is not None else {"columns": [], "rows": []},
     }
-
-
-def _number(value: Any) -> Optional[float]:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and abs(number) != float("inf") else None

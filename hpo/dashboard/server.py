@@ -70,6 +70,9 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self._json({"root": str(self.server.catalog.root), "runs": self.server.catalog.summaries()})
         elif url.path == "/api/run":
             run_id = (query.get("id") or [""])[0]
+            if not run_id:
+                self._json({"error": "which run? /api/run?id=RUN (the ids are in /api/runs)"}, HTTPStatus.BAD_REQUEST)
+                return
             view = self.server.catalog.view(run_id)
             if view is None:
                 self._json({"error": f"no run {run_id!r} under {self.server.catalog.root}"}, HTTPStatus.NOT_FOUND)

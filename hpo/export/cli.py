@@ -8,14 +8,15 @@ import sys
 
 def add_parser(sub: "argparse._SubParsersAction") -> None:
     """Register ``hpo export`` on the ``hpo`` command's subparsers."""
+    from hpo.help_format import example
+
     p = sub.add_parser(
         "export", help="write a run as an Optuna study (for optuna-dashboard)",
         description="Write a run's results directory as an Optuna study: one trial per configuration (its "
                     "hyperparameters, per-epoch validation losses as intermediate values, its loss at the highest "
                     "budget it reached as the value; configurations that only failed as FAIL trials).",
-        epilog="example:\n  hpo export results/run1 --optuna sqlite:///run1.db && optuna-dashboard sqlite:///run1.db\n\n"
-               "Needs optuna (pip install 'hpo[export]'). Exit code 2 for a bad directory, storage or name.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=example("hpo export results/run1 --optuna sqlite:///run1.db && optuna-dashboard sqlite:///run1.db")
+               + "\n\nNeeds optuna (pip install 'hpo[export]'). Exit code 2 for a bad directory, storage or name.",
     )
     p.add_argument("directory", metavar="DIR", help="run directory (results/<run-id>)")
     p.add_argument("--optuna", metavar="STORAGE_URL", required=True,

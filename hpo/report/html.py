@@ -2,7 +2,8 @@
 filters, and the interactive plotly figures of :mod:`hpo.report.figures` (the dashboard's own).
 
 plotly.js is inlined from the plotly package's bundled copy, so the page works offline and fetches
-nothing. :data:`TABLE_SCRIPT` and :func:`trials_table` are shared with ``hpo dashboard``.
+nothing. :data:`TABLE_SCRIPT`, :data:`TABLE_STYLE` and :func:`trials_table` are shared with
+``hpo dashboard``.
 """
 
 from __future__ import annotations
@@ -26,17 +27,24 @@ from hpo.report.tables import RunReport
 TABLE_COLUMNS = ("config_id", "budget", "status", "loss")
 TABLE_TAIL = ("val_loss", "val_accuracy", "test_accuracy", "epochs", "attempts", "duration", "finished", "reason")
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
+#: The tables' look and :data:`TABLE_SCRIPT`'s table of every result (shared with ``hpo dashboard``,
+#: whose page adds its own sizes after it).
+TABLE_STYLE = """
+table { border-collapse: collapse; }
+th, td { border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; }
-p.note { color: #555; }
-.chart { margin: 0.5em 0 2em; }
 .trials .scroll { max-height: 32em; overflow: auto; }
 .trials th { cursor: pointer; position: sticky; top: 0; }
 .trials input { padding: 0.3em; width: 22em; margin-right: 1em; }
 .trials tr.failed td, .trials tr.crashed td, .trials tr.diverged td, .trials tr.lost td { color: #b22; }
+"""
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
+table { margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { padding: 0.25em 0.7em; }
+p.note { color: #555; }
+.chart { margin: 0.5em 0 2em; }
 """
 
 #: ``hpoTable(element, {columns, rows})``: draws (or redraws, keeping sort and filter) a table
@@ -144,14 +152,15 @@ def script_json(value: Any) -> str:
 
 def render_html(reports: list[RunReport]) -> str:
     """The page: the report's sections, then each run's figures and all-results table."""
-    from hpo.report.figures import PLOT_CONFIG, all_figures
+    from hpo.report.figure_parts import PLOT_CONFIG
+    from hpo.report.figures import all_figures
 
     names = ", ".join(report.name for report in reports)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>hpo-report: {html.escape(names)}</title>",
-        f"<style>{STYLE}</style>",
+        f"<style>{TABLE_STYLE}{STYLE}</style>",
         f"<script>{plotly_js()}</script>",
         f"<script>{TABLE_SCRIPT}</script></head><body>",
     ]

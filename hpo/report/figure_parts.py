@@ -1,0 +1,92 @@
+"""What every plotly figure of :mod:`hpo.report.figures` shares: colours and markers, the sample
+of results a chart draws, the loss axis' title and headroom, placeholders and the common style.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from hpo.report.loading import Hyperparameter
+from hpo.report.loss_scale import LossScale
+from hpo.report.tables import RunReport
+
+#: Most results drawn per chart (a fixed random sample beyond, failures always kept): keeps the
+#: figures of huge logs small enough to redraw every few seconds.
+MAX_POINTS = 5_000
+COLOURS = qualitative.Plotly
+FAILED_COLOUR = "#d62728"
+FAILED_SYMBOL = "x"
+STATUS_COLOURS = {"failed": FAILED_COLOUR, "diverged": "#9467bd", "crashed": "#8c564b", "lost": "#ff7f0e"}
+OUTLIER_SYMBOL = "triangle-up"
+#: plotly.js' config for every chart (the dashboard's and the static page's).
+PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def sample_results(results: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
+    """``results`` itself, or at most ``limit`` of them: every failure and a fixed random sample of the rest."""
+    if len(results) <= limit:
+        return results
+    failed = results[results["status"] != "ok"]
+    ok = results[results["status"] == "ok"]
+    kept = ok.sample(max(limit - len(failed), 0), random_state=0) if len(ok) > limit - len(failed) else ok
+    return pd.concat([kept, failed.head(limit)]).sort_index()
+
+
+def categories(column: pd.Series, hp: Hyperparameter) -> list:
+    """The categories in the space's order, then any others the log holds."""
+    seen = list(hp.choices)
+    extra = sorted((v for v in column.dropna().unique() if v not in seen), key=str)
+    return [*seen, *extra]
+
+
+def headroom(axis: LossScale) -> list[float]:
+    """The axis range with room above its edge, where outliers and failed jobs are drawn whole."""
+    low, high = axis.plotly_range
+    return [low, high + 0.04 * (high - low)]
+
+
+def loss_title(report: RunReport) -> str:
+    """``loss (val loss)``: the loss axis' title, naming the metric the jobs minimised when known."""
+    metric = report.run.loss_metric
+    return f"loss ({metric.replace('_', ' ')})" if metric else "loss"
+
+
+def budget_title(report: RunReport) -> str:
+    """``budget [epochs]`` for the image classifier, plain ``budget`` for jobs whose unit is unknown."""
+    return "budget [epochs]" if report.run.metadata.get("job", "image_classifier") == "image_classifier" else "budget"
+
+
+def time_unit(seconds: float) -> tuple[str, float]:
+    """The unit to show a span of ``seconds`` in, and its length in seconds."""
+    if seconds >= 2 * 86400:
+        return "days", 86400.0
+    if seconds >= 2 * 3600:
+        return "hours", 3600.0
+    if seconds >= 120:
+        return "minutes", 60.0
+    return "seconds", 1.0
+
+
+def jitter(count: int, log: bool, seed: int = 0) -> np.ndarray:
+    """Factors that spread ``count`` points around their x value (multiplicative, so log axes too)."""
+    rng = np.random.default_rng(seed)
+    return np.exp(rng.uniform(-0.06, 0.06, count)) if log else 1 + rng.uniform(-0.02, 0.02, count)
+
+
+def empty_figure(title: str, message: str) -> go.Figure:
+    """A placeholder saying why a chart has nothing to draw."""
+    figure = go.Figure()
+    figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 16})
+    figure.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=260)
+    return styled(figure)
+
+
+def styled(figure: go.Figure) -> go.Figure:
+    """``figure`` in the common style (white template, margins it has not set itself, closest hover)."""
+    margin = {"l": 60, "r": 30, "t": 60, "b": 50}
+    margin.update({side: value for side, value in figure.layout.margin.to_plotly_json().items() if value is not None})
+    figure.update_layout(template="plotly_white", margin=margin, hovermode="closest")
+    return figure
