@@ -29,12 +29,11 @@ class ProgressCounts:
     incumbent). ``brackets``: the run's plan; ``continuation``: promoted jobs continue from
     checkpoints (else every job trains its whole budget)."""
 
-    def __init__(self, total_jobs: int = 0, iterations: int = 0, brackets: Sequence[Bracket] = (),
-                 continuation: bool = True) -> None:
+    def __init__(self, brackets: Sequence[Bracket] = (), continuation: bool = True) -> None:
         self.brackets = list(brackets)
         self.continuation = continuation
-        self.total_jobs = total_jobs or run_plan.total_jobs(self.brackets)
-        self.iterations = iterations or len(self.brackets)
+        self.total_jobs = run_plan.total_jobs(self.brackets)
+        self.iterations = len(self.brackets)
         self.total_epochs = run_plan.total_epochs(self.brackets, continuation)
         self.finished = 0
         self.failed = 0
@@ -102,6 +101,7 @@ class ProgressCounts:
                             self._note_loss(float(budget), float(result["loss"]))
 
     def attempt_lost(self, retried: bool) -> None:
+        """Note an attempt lost with its worker; counted as a retry when it runs again."""
         if retried:
             with self.lock:
                 self.retries += 1
@@ -149,12 +149,16 @@ class Progress:
             return None
         return max(0, total - done) * elapsed / pace
 
+    def _troubles(self) -> list[str]:
+        """``["1 failed", "2 retried"]``: the failures and retries there are (call with the counts' lock)."""
+        c = self.counts
+        return [f"{count} {what}" for count, what in ((c.failed, "failed"), (c.retries, "retried")) if count]
+
     def _status(self) -> str:
         running, queued = self.snapshot()
         c = self.counts
         with c.lock:
-            troubles = [text for count, text in ((c.failed, f"{c.failed} failed"), (c.retries, f"{c.retries} retried"))
-                        if count]
+            troubles = self._troubles()
             trouble_text = f" ({', '.join(troubles)})" if troubles else ""
             jobs = f"jobs {c.finished}/{c.total_jobs} finished{trouble_text}"
             return f"{jobs}, {running} running, {queued} queued | best loss {c.best_text()}"
@@ -163,11 +167,11 @@ class Progress:
         running, queued = self.snapshot()
         c = self.counts
         with c.lock:
-            troubles = "".join(f", {count} {text}" for count, text in ((c.failed, "failed"), (c.retries, "retried"))
-                               if count)
+            troubles = "".join(f", {text}" for text in self._troubles())
             return f"best {c.best_text()} | jobs {c.finished}/{c.total_jobs}{troubles}, {running} running, {queued} queued"
 
     def line(self) -> str:
+        """The progress as one log line (what a non-terminal gets each time a job finishes)."""
         c = self.counts
         with c.lock:
             epochs = f"epochs {c.epochs_done}/{c.total_epochs}"
@@ -177,6 +181,7 @@ class Progress:
                 f"eta {'-' if eta is None else _format_seconds(eta)}")
 
     def start(self) -> "Progress":
+        """Show the bar (on a terminal) or log lines, refreshed every second until :meth:`close`."""
         if self.interactive:
             from tqdm import tqdm
             from tqdm.contrib.logging import logging_redirect_tqdm
@@ -208,6 +213,7 @@ class Progress:
             self.update()
 
     def close(self) -> None:
+        """Stop refreshing, show the final counts once more and give the terminal back."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -50,6 +50,7 @@ class Bracket:
 
     @property
     def jobs(self) -> int:
+        """Jobs the bracket runs, all stages together."""
         return sum(self.num_configs)
 
     def stage_epochs(self, continuation: bool = True) -> list[int]:
@@ -98,6 +99,8 @@ def plan_brackets(optimizer: str, min_budget: float, max_budget: float, eta: flo
 
 
 class _Planner:
+    """An optimizer class's ``get_next_iteration`` bound to a stand-in for its instance."""
+
     def __init__(self, cls: type, stand_in: SimpleNamespace) -> None:
         self.cls, self.stand_in = cls, stand_in
 
@@ -106,8 +109,10 @@ class _Planner:
 
 
 def total_jobs(brackets: Iterable[Bracket]) -> int:
+    """Jobs the brackets run in all."""
     return sum(b.jobs for b in brackets)
 
 
 def total_epochs(brackets: Iterable[Bracket], continuation: bool = True) -> int:
+    """Epochs the brackets train in all, with or without continuation."""
     return sum(b.epochs(continuation) for b in brackets)
