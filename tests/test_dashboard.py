@@ -231,6 +231,22 @@ def test_runs_are_found_nested_and_read_again_only_when_their_files_change(tmp_p
     assert catalog.view("../run1") is None and catalog.view(str(root / "run1")) is None  # only discovered runs
 
 
+def test_a_run_without_results_whose_master_is_gone_is_not_shown_running(tmp_path):
+    from hpo.dashboard.runs import RunCatalog
+
+    root = _results_root(tmp_path)
+    dead = root / "dead"
+    dead.mkdir()
+    (dead / "results.json").write_text("")
+    (dead / "run.json").write_text(json.dumps({
+        **metadata("dead", finished=False), "status": "running", "heartbeat_at": "2023-11-14T22:14:20+00:00",
+        "starts": [{"at": "2023-11-14T22:13:20+00:00", "kind": "start", "master_host": "elsewhere", "pid": 1234}]}))
+    summaries = {line["id"]: line for line in RunCatalog(root).summaries()}
+    assert summaries["dead"]["status"] == "stopped without a status"
+    assert "no heartbeat" in summaries["dead"]["detail"] and "no results yet" in summaries["dead"]["detail"]
+    assert summaries["starting"]["status"] == "running"  # no master recorded: nothing says it is gone
+
+
 def test_dashboard_endpoints_serve_runs_figures_and_every_result(tmp_path):
     root = _results_root(tmp_path)
     dashboard = Dashboard(root)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -141,9 +142,9 @@ class RunCatalog:
         line: dict[str, Any] = {"id": view.run_id, "version": view.version, "name": view.run_id}
         report = view.report
         if report is None:
-            stated = view.metadata.get("status") or "unknown"
-            line.update(name=str(view.metadata.get("run_id") or view.run_id), status=stated,
-                        detail=view.error or "", results=0, configs=0, failed=0, best_loss=None, budget=None)
+            state, detail = _state_without_results(view)
+            line.update(name=str(view.metadata.get("run_id") or view.run_id), status=state, detail=detail,
+                        results=0, configs=0, failed=0, lost=0, best_loss=None, budget=None)
             return line
         status = run_status(report.run)
         best = report.top.iloc[0] if len(report.top) else None
@@ -184,6 +185,20 @@ def _read(view: RunView) -> None:
     except Exception as error:  # a log this reader cannot make sense of must not take the server down
         logging.getLogger("hpo.dashboard").exception("%s: cannot read the run", view.directory)
         view.error = f"cannot read the run: {type(error).__name__}: {error}"
+
+
+def _state_without_results(view: RunView) -> tuple[str, str]:
+    """A run with no result to read: ``run.json``'s status, but "stopped without a status" when it
+    says ``running`` and its master is gone (as :func:`hpo.report.status.run_status` decides it)."""
+    from hpo.report.status import RUNNING, STOPPED, UNKNOWN, master_alive
+
+    stated = str(view.metadata.get("status") or UNKNOWN)
+    detail = view.error or ""
+    if stated == RUNNING and not view.metadata.get("finished_at"):
+        alive, why = master_alive(view.metadata, time.time(), socket.gethostname())
+        if alive is False:
+            return STOPPED, f"{why}; {detail}" if detail else why
+    return stated, detail
 
 
 def _payload(view: RunView) -> dict:
