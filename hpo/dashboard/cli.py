@@ -31,7 +31,8 @@ def add_parser(sub: "argparse._SubParsersAction") -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from hpo.dashboard.server import serve
+    """Check the root and the port, then serve until Ctrl-C (exit code 0)."""
+    from hpo.dashboard.server import DashboardServer, serve
 
     root = Path(args.root)
     if not root.exists():
@@ -42,7 +43,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise UserError(f"--port {args.port}: not a port (0 to 65535)")
     logging.getLogger("hpo.report").setLevel(logging.ERROR)  # skipped lines are shown on the page, not per poll
 
-    def announce(server) -> None:
+    def announce(server: DashboardServer) -> None:
         count = len(server.catalog.run_ids())
         print(f"hpo dashboard: {count} run(s) under {root} at {server.url} (Ctrl-C to stop)", flush=True)
         if not server.loopback:

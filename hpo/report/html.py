@@ -22,6 +22,7 @@ from hpo.errors import UserError
 from hpo.report.formatting import sections
 from hpo.report.loading import RunLog
 from hpo.report.tables import RunReport
+from hpo.report.trials import trials_frame
 
 #: Result columns the all-results table shows (those the log holds), the hyperparameters after ``loss``.
 TABLE_COLUMNS = ("config_id", "budget", "status", "loss")
@@ -125,7 +126,7 @@ def plotly_js() -> str:
 
 def trials_table(run: RunLog) -> dict:
     """Every result of ``run`` as ``{"columns": [...], "rows": [[...], ...]}`` of JSON values (null where missing)."""
-    frame = _trials(run)
+    frame = trials_frame(run)
     hyperparameters = [name for name in (hp.name for hp in run.hyperparameters)
                        if name in frame.columns and name not in TABLE_COLUMNS and name not in TABLE_TAIL]
     tail = [name for name in TABLE_TAIL if name in frame.columns and frame[name].notna().any()]
@@ -198,14 +199,8 @@ def write_html(reports: list[RunReport], path: Path) -> Path:
     return path
 
 
-def _trials(run: RunLog) -> pd.DataFrame:
-    """One row per result with the configuration's values (hpo.report.trials' frame)."""
-    from hpo.report.trials import trials_frame
-
-    return trials_frame(run)
-
-
 def _json_value(value: Any) -> Any:
+    """A table cell as JSON: numbers and booleans as they are, missing or non-finite as None, the rest as text."""
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, (bool, np.bool_)):
