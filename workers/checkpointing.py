@@ -5,10 +5,11 @@ for the layout and the atomic write) holds the model, optimizer, learning-rate s
 grad-scaler states, the random-number generators' states (torch, CUDA, numpy, python), the
 history of the epochs so far, the early-stopping state (best epoch, epochs since it, stopped or
 not: :mod:`workers.early_stopping`) and a fingerprint of what was trained (configuration, job
-seed, max-budget epochs). ``model`` is always the **last** epoch's weights (training continues from
-them); with ``restore_best`` the checkpoint also holds ``best_model``, the best epoch's weights,
-which are the ones the job reports (:func:`reported_model`). With the data order of epoch ``e`` a function of (job seed, ``e``) only
-(:func:`workers.training.seed_epoch`) and the schedule a function of the max budget only,
+seed, max-budget epochs). ``model`` holds the weights the job reports, the model users load from a
+kept checkpoint: the last epoch's, or with ``restore_best`` the best epoch's, and then
+``last_model`` holds the last epoch's, which training continues from. With the data order of
+epoch ``e`` a function of (job seed, ``e``) only (:func:`workers.training.seed_epoch`) and the
+schedule a function of the max budget and the validation history only (:mod:`workers.schedules`),
 continuing from it gives what training from scratch would give, bit for bit on the CPU.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain values only, no
@@ -110,13 +111,13 @@ def save(directory: str, state: TrainingState, history: list) -> Path:
         "fingerprint": state.fingerprint,
         "epochs": len(history),
         "history": history,
-        "model": state.model.state_dict(),
+        "model": state.best_model if state.keep_best and state.best_model is not None else state.model.state_dict(),
+        "last_model": state.model.state_dict() if state.keep_best else None,
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
         "scaler": state.scaler.state_dict() if state.scaler is not None else None,
         "rng": rng_state(),
         "stopping": state.stopping.state_dict() if state.stopping is not None else None,
-        "best_model": state.best_model if state.keep_best else None,
     }
     path = save_atomic(checkpoint_path(directory, len(history), SUFFIX), lambda fh: torch.save(payload, fh))
     prune(directory, path)
@@ -147,7 +148,7 @@ def restore(directory: Optional[str], state: TrainingState, epochs: int,
         message = f"checkpoint {path} {problem}: trained from scratch"
         logger.warning(message)
         return Continuation(warning=message)
-    state.model.load_state_dict(payload["model"])
+    state.model.load_state_dict(payload["last_model"] if state.keep_best else payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scheduler.load_state_dict(payload["scheduler"])
     if state.scaler is not None and payload["scaler"] is not None:
@@ -156,7 +157,7 @@ def restore(directory: Optional[str], state: TrainingState, epochs: int,
     if state.stopping is not None:
         state.stopping.load_state_dict(payload["stopping"])
     if state.keep_best:
-        state.best_model = payload["best_model"]
+        state.best_model = payload["model"]
     logger.info("continuing from %s (%d epochs)", path, saved_epochs)
     return Continuation(history=list(payload["history"]))
 
@@ -171,10 +172,8 @@ def _mismatch(payload: Any, state: TrainingState, saved_epochs: int) -> Optional
     if payload.get("epochs") != saved_epochs or not isinstance(history, list) or len(history) != saved_epochs:
         return "does not hold the epochs its name says"
     model = state.model.state_dict()
-    saved = payload.get("model")
-    if not isinstance(saved, dict) or set(saved) != set(model) or any(
-            not isinstance(saved[k], torch.Tensor) or saved[k].shape != model[k].shape for k in model):
-        return "does not fit the model"
+    if not _fits(payload.get("model"), model) or (state.keep_best and not _fits(payload.get("last_model"), model)):
+        return "does not fit the model (or misses the last epoch's weights)"
     optimizer = payload.get("optimizer")
     groups = optimizer.get("param_groups") if isinstance(optimizer, dict) else None
     if not isinstance(groups, list) or [len(g.get("params", ())) for g in groups] != [
@@ -184,13 +183,10 @@ def _mismatch(payload: Any, state: TrainingState, saved_epochs: int) -> Optional
         return "misses the scheduler or generator states"
     if state.stopping is not None and not isinstance(payload.get("stopping"), dict):
         return "misses the early-stopping state"
-    best = payload.get("best_model")
-    if state.keep_best and saved_epochs and (not isinstance(best, dict) or set(best) != set(model) or any(
-            not isinstance(best[k], torch.Tensor) or best[k].shape != model[k].shape for k in model)):
-        return "misses the best epoch's model"
     return None
 
 
-def reported_model(payload: dict) -> dict:
-    """The weights a checkpoint's job reports: the best epoch's with ``restore_best``, else the last."""
-    return payload.get("best_model") or payload["model"]
+def _fits(weights: Any, model: dict) -> bool:
+    """Whether ``weights`` is a state dict with ``model``'s keys and shapes."""
+    return isinstance(weights, dict) and set(weights) == set(model) and all(
+        isinstance(weights[k], torch.Tensor) and weights[k].shape == model[k].shape for k in model)

@@ -20,8 +20,8 @@ records ``stopped_early``, ``stop_reason`` and ``best_epoch`` in ``info`` (``epo
 than its budget's). A promoted job whose checkpoint stopped early trains no further: it returns the
 result of the epochs trained, with ``already_stopped: true``. The loss BOHB sees is always that of
 the reported epoch: the last one trained, or with ``restore_best`` the best one (its metrics,
-``restored_best_epoch``, and its weights for the test metrics and in the checkpoint's
-``best_model``); training itself always continues from the last epoch.
+``restored_best_epoch``, and its weights for the test metrics and as the checkpoint's ``model``);
+training itself always continues from the last epoch (the checkpoint's ``last_model``).
 
 Problems the user can fix (a bad value, weights or data that are not available, an unreadable
 image under ``strict_images``) and training failures (``diverged``, CUDA ``oom``) come back as
