@@ -188,8 +188,11 @@ class Progress:
 
             self._redirect = logging_redirect_tqdm()  # log lines print above the bar, not through it
             self._redirect.__enter__()
+            # sizes given, so tqdm does not ask the terminal: one reporting 0 x 0 (a pty nobody sized)
+            # made it -1 rows, and tqdm hides a bar whose row is not above the last row: nothing showed
+            size = shutil.get_terminal_size((100, 24))
             self._bar = tqdm(total=self.counts.total_epochs, initial=self.epochs_at_start, file=self.stream,
-                             unit="ep", ncols=max(shutil.get_terminal_size((100, 24)).columns, 60))
+                             unit="ep", ncols=max(size.columns, 60), nrows=max(size.lines, 2))
         self._thread = threading.Thread(target=self._loop, name="hpo-progress", daemon=True)
         self._thread.start()
         return self

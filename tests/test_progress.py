@@ -144,3 +144,26 @@ def test_plain_log_lines_otherwise(caplog):
         progress = make(False, io.StringIO()).start()
         progress.close()
     assert any("jobs 7/17 finished" in r.getMessage() for r in caplog.records)
+
+
+def test_the_bar_shows_on_a_terminal_that_reports_no_size(monkeypatch):
+    import fcntl
+    import os
+    import struct
+    import sys
+    import termios
+
+    leader, follower = os.openpty()  # a pty nobody sized (script, some docker -t): 0 rows, 0 columns
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    stream = os.fdopen(follower, "w", encoding="utf-8")
+    monkeypatch.setattr(sys, "stderr", stream)  # tqdm asks the terminal's size only of stderr and stdout
+    try:
+        progress = make(True, stream).start()
+        progress.close()
+        stream.flush()
+        os.set_blocking(leader, False)
+        shown = os.read(leader, 65536).decode("utf-8", "replace")
+    finally:
+        stream.close()
+        os.close(leader)
+    assert "iteration 2/2" in shown and "12/36" in shown, shown
