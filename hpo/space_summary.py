@@ -13,6 +13,11 @@ from hpo.run_plan import plan_brackets, total_epochs, total_jobs
 from hpo.space import BudgetSettings, SearchSpace
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 job``, ``17 jobs``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _value(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -55,14 +60,14 @@ def cost_lines(budget: BudgetSettings, optimizer: str = "bohb", indent: str = " 
     for bracket in brackets:
         kinds.setdefault((bracket.num_configs, bracket.budgets), []).append(bracket.iteration + 1)
     name = {"bohb": "BOHB or Hyperband", "hyperband": "BOHB or Hyperband", "randomsearch": "random search"}[optimizer]
-    lines = [f"{indent}cost of {budget.iterations} iteration{'s' if budget.iterations != 1 else ''} of {name}, "
+    lines = [f"{indent}cost of {_count(budget.iterations, 'iteration')} of {name}, "
              f"per successive-halving bracket (epochs with continuation; in brackets from scratch):"]
     for bracket in (b for b in brackets if b.iteration + 1 == kinds[(b.num_configs, b.budgets)][0]):
         iterations = kinds[(bracket.num_configs, bracket.budgets)]
         stages = ", ".join(f"{n} x {b:.3g} ep" for n, b in zip(bracket.num_configs, bracket.budgets))
         which = f"iteration{'s' if len(iterations) > 1 else ''} {', '.join(map(str, iterations))}"
-        lines.append(f"{indent}  {which}: {stages}: {bracket.jobs} jobs, {bracket.epochs(True)} epochs "
-                     f"({bracket.epochs(False)}) each")
-    lines.append(f"{indent}  in all: {total_jobs(brackets)} jobs, {total_epochs(brackets, True)} epochs "
-                 f"({total_epochs(brackets, False)})")
+        lines.append(f"{indent}  {which}: {stages}: {_count(bracket.jobs, 'job')}, "
+                     f"{_count(bracket.epochs(True), 'epoch')} ({bracket.epochs(False)}) each")
+    lines.append(f"{indent}  in all: {_count(total_jobs(brackets), 'job')}, "
+                 f"{_count(total_epochs(brackets, True), 'epoch')} ({total_epochs(brackets, False)})")
     return lines

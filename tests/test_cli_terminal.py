@@ -153,3 +153,12 @@ def test_run_summary_names_the_budget_of_its_best_loss():
     summary = RunSummary("r1", "results/r1", 17, 2, 0.231412, (1, 0, 0), best_budget=9.0)
     assert summary.line() == "run r1 finished: 17 jobs (2 failed), best loss 0.2314 @ 9 epochs; results in results/r1"
     assert RunSummary("r1", "results/r1", 3, 3, None, None).best_text() == "-"
+
+
+def test_space_check_cost_says_one_job_and_one_iteration_in_the_singular():
+    from hpo.space import BudgetSettings
+    from hpo.space_summary import cost_lines
+
+    lines = cost_lines(BudgetSettings(min_budget=9, max_budget=9, eta=3, iterations=1))
+    assert lines[0].startswith("  cost of 1 iteration of BOHB or Hyperband,")
+    assert lines[1:] == ["    iteration 1: 1 x 9 ep: 1 job, 9 epochs (9) each", "    in all: 1 job, 9 epochs (9)"]
