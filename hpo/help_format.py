@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from typing import Any
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -37,7 +38,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 class HelpParser(argparse.ArgumentParser):
     """An ArgumentParser whose help uses :class:`HelpFormatter` unless told otherwise (for subparsers)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def bracket_of(iteration: int, num_configs: Sequence, budgets: Sequence) -> Brac
     return Bracket(iteration, tuple(int(n) for n in num_configs), tuple(float(b) for b in budgets))
 
 
-def brackets_of(optimizer, iterations: int) -> list[Bracket]:
+def brackets_of(optimizer: Any, iterations: int) -> list[Bracket]:
     """The brackets of an hpbandster optimizer's first ``iterations`` iterations."""
     found = []
     for i in range(iterations):
@@ -104,7 +104,8 @@ class _Planner:
     def __init__(self, cls: type, stand_in: SimpleNamespace) -> None:
         self.cls, self.stand_in = cls, stand_in
 
-    def get_next_iteration(self, iteration: int, kwargs: dict):
+    def get_next_iteration(self, iteration: int, kwargs: dict) -> Any:
+        """The class's successive-halving iteration ``iteration`` (an hpbandster ``SuccessiveHalving``)."""
         return self.cls.get_next_iteration(self.stand_in, iteration, kwargs)
 
 

@@ -43,19 +43,24 @@ class DashboardServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:8050/``: where the page is (the port the system chose for port 0)."""
         host, port = self.server_address[:2]
         shown = f"[{host}]" if ":" in str(host) else host
         return f"http://{shown}:{port}/"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request that broke off: logged at debug level, not printed as a traceback."""
         logger.debug("request from %s failed", client_address, exc_info=True)  # a closed browser tab, mostly
 
 
 class DashboardHandler(BaseHTTPRequestHandler):
+    """The endpoints the module docstring lists; GET only, loopback ``Host`` headers only on loopback."""
+
     server: DashboardServer
     server_version = "hpo-dashboard"
 
     def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        """Answer one request (a DNS-rebinding page reaching a loopback server gets 403)."""
         if self.server.loopback and not _loopback_host(self.headers.get("Host", "")):
             # a page elsewhere reaching this server through a DNS name pointed at 127.0.0.1
             self._send(HTTPStatus.FORBIDDEN, b"loopback only\n", "text/plain; charset=utf-8")
@@ -91,6 +96,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the standard library's signature)
+        """Each request at debug level, not on stderr."""
         logger.debug("%s " + format, self.address_string(), *args)
 
     def _json(self, value: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
