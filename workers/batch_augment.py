@@ -148,6 +148,8 @@ class BatchAugment:
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         images = images.as_subclass(torch.Tensor)
+        if images.dtype != torch.uint8:
+            raise TypeError(f"BatchAugment takes uint8 images, not {images.dtype}")
         if images.dim() == 3:  # one image
             return self(images.unsqueeze(0), generator)[0]
         if self.steps:

@@ -95,7 +95,7 @@ def normalize_float_(images: torch.Tensor) -> torch.Tensor:
 
 def normalize_batch(images: torch.Tensor) -> torch.Tensor:
     """``uint8`` images (..., 3, H, W) -> float32 in [0, 1], ImageNet-normalised (as the per-image path)."""
-    return normalize_float_(v2.functional.to_dtype(images.as_subclass(torch.Tensor), torch.float32, scale=True))
+    return normalize_float(v2.functional.to_dtype(images.as_subclass(torch.Tensor), torch.float32, scale=True))
 
 
 def train_transform(image_size: int, augmentation: str = "none") -> v2.Compose:
