@@ -87,9 +87,11 @@ def loss_vs_budget(report: RunReport) -> go.Figure:
             line={"color": COLOURS[rank % len(COLOURS)]}, customdata=path["loss"],
             hovertemplate=f"{config_id}<br>budget %{{x}}<br>loss %{{customdata:.4g}}<extra></extra>",
         ))
-    figure.update_layout(title="Loss against budget, every result", xaxis_title=budget_title(report), yaxis_title=loss_title(report))
+    figure.update_layout(title="Loss against budget, every result", xaxis_title=budget_title(report),
+                         yaxis_title=loss_title(report))
     figure.update_yaxes(range=headroom(axis), type=axis.scale)
-    figure.update_xaxes(type="log" if log_x else "linear", tickvals=list(budgets), ticktext=[budget_text(b) for b in budgets])
+    figure.update_xaxes(type="log" if log_x else "linear", tickvals=list(budgets),
+                        ticktext=[budget_text(b) for b in budgets])
     return styled(figure)
 
 
@@ -131,7 +133,8 @@ def loss_vs_hyperparameters(report: RunReport) -> go.Figure:
                                              showlegend="failed" not in legend), row=row, col=col)
             legend.add("failed")
         if hp.numeric:
-            figure.update_xaxes(type="log" if hp.log else "linear", title_text=hp.name + (" (log)" if hp.log else ""), row=row, col=col)
+            figure.update_xaxes(type="log" if hp.log else "linear", title_text=hp.name + (" (log)" if hp.log else ""),
+                                row=row, col=col)
         else:
             figure.update_xaxes(tickvals=list(range(len(choices))), ticktext=[str(c) for c in choices],
                                 title_text=hp.name, row=row, col=col)
@@ -157,7 +160,8 @@ def learning_curves(report: RunReport, limit: int = MAX_CURVES) -> go.Figure:
             frame = pd.DataFrame(history)
             if "val_loss" in frame:
                 epochs = frame["epoch"] if "epoch" in frame else pd.Series(range(1, len(frame) + 1))
-                curves.append((config_id, epochs.to_numpy(dtype=float), pd.to_numeric(frame["val_loss"], errors="coerce").to_numpy(dtype=float)))
+                losses = pd.to_numeric(frame["val_loss"], errors="coerce").to_numpy(dtype=float)
+                curves.append((config_id, epochs.to_numpy(dtype=float), losses))
     if not curves:
         return empty_figure("Learning curves", "no per-epoch history in the log")
     axis = loss_scale(np.concatenate([losses for _, _, losses in curves]))
@@ -224,7 +228,8 @@ def failures_by_reason(report: RunReport) -> go.Figure:
         figure.add_trace(go.Bar(x=group["reason"].astype(str), y=group["jobs"], name=str(status),
                                 marker_color=STATUS_COLOURS.get(str(status), "#8c564b")))
     if lost:
-        figure.add_trace(go.Bar(x=list(lost), y=list(lost.values()), name="attempt lost (run again)", marker_color="#ff7f0e"))
+        figure.add_trace(go.Bar(x=list(lost), y=list(lost.values()), name="attempt lost (run again)",
+                                marker_color=STATUS_COLOURS["lost"]))
     figure.update_layout(title="Failures by reason", xaxis_title="reason", yaxis_title="jobs", barmode="stack")
     return styled(figure)
 
@@ -283,7 +288,9 @@ def _loss_scatter(axis: LossScale, x: np.ndarray, rows: pd.DataFrame, name: str,
     )
 
 
-def _add_loss_points(figure: go.Figure, axis: LossScale, x: np.ndarray, rows: pd.DataFrame, name: str, colour: str) -> None:
+def _add_loss_points(figure: go.Figure, axis: LossScale, x: np.ndarray, rows: pd.DataFrame, name: str,
+                     colour: str) -> None:
+    """``rows`` as points, and a legend entry for the outliers' triangles when there are any."""
     figure.add_trace(_loss_scatter(axis, x, rows, name, colour))
     out = axis.is_outlier(rows["loss"].to_numpy(dtype=float))
     if out.any():  # a legend entry saying what the triangles are
