@@ -135,6 +135,8 @@ def _plotly_bytes() -> bytes:
 
 
 def _is_loopback(host: str) -> bool:
+    """Loopback by its literal name or address only. Unlike :func:`hpo.transport.is_loopback` no name is
+    resolved: a ``Host`` header naming a DNS name pointed at 127.0.0.1 is what a rebinding page sends."""
     if host in LOOPBACK_NAMES:
         return True
     try:
