@@ -87,7 +87,10 @@ def _convert(key: str, kind: Any, value: Any) -> Any:
             return _as_bool(key, value)
         return str(value)
     except (TypeError, ValueError):
-        raise JobSetupError(f"{key} {value!r}: expected {kind if isinstance(kind, str) else kind.__name__}") from None
+        name = kind if isinstance(kind, str) else kind.__name__
+        name = name.removeprefix("Optional[").removesuffix("]")
+        expected = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(name, name)
+        raise JobSetupError(f"{key} {value!r}: expected {expected}") from None
 
 
 def read_config(config: Mapping[str, Any]) -> ClassifierConfig:
