@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import urllib.error
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
 from hpo.jobs import is_failure
+from workers.config import ClassifierConfig
 from workers.errors import JobSetupError, WeightsUnavailable
 from workers.image_classifier import run
-from workers.models import build_model
+from workers.models import DropoutLinear, build_model
 from workers_helpers import context, tiny
 
 
@@ -173,3 +176,17 @@ def test_imagenet_weights_already_in_the_torch_cache_load_without_network(tmp_pa
     built = build_model("resnet18", num_classes=5, weights="imagenet")
     assert torch.equal(built.model.conv1.weight, provided["conv1.weight"])
     assert built.model.fc.out_features == 5
+
+
+def test_workers_readme_lists_every_key_the_job_reads():
+    readme = (Path(__file__).resolve().parents[1] / "workers" / "README.md").read_text()
+    keys = readme.split("## Config keys", 1)[1].split("\n## ", 1)[0]
+    assert [spec.name for spec in fields(ClassifierConfig) if f"`{spec.name}`" not in keys] == []
+
+
+def test_dropout_zero_adds_no_module_and_a_positive_one_wraps_the_new_layer():
+    plain = build_model("resnet18", num_classes=4, dropout=0.0)
+    assert type(plain.model.fc) is torch.nn.Linear
+    assert not any(isinstance(m, torch.nn.Dropout) for m in plain.model.modules())
+    dropped = build_model("resnet18", num_classes=4, dropout=0.25)
+    assert isinstance(dropped.model.fc, DropoutLinear) and dropped.model.fc.dropout.p == 0.25

@@ -159,3 +159,16 @@ def test_bad_schedule_and_stopping_keys_are_one_line_config_failures_naming_the_
 def test_make_spec_refuses_what_the_job_refuses():
     with pytest.raises(JobSetupError, match="^lr_milestones"):
         make_spec("multistep", 10, milestones="0,3")
+
+
+def test_restore_best_measures_the_test_metrics_on_the_best_epochs_weights():
+    """min_delta 100: epoch 1 stays the best; at the max budget the test metrics are epoch 1's weights',
+    which a 1-epoch job (same seed, constant rate: the same first epoch) measures too."""
+    config = tiny(lr_schedule="constant", lr=0.05, max_train_images=32, max_eval_images=16)
+    first = run(config, context(budget=1, max_budget=1))
+    best = run({**config, "restore_best": True, "early_stopping_min_delta": 100.0}, context(budget=2, max_budget=2))
+    last = run(config, context(budget=2, max_budget=2))
+    assert best["info"]["epochs"] == 2 and best["info"]["restored_best_epoch"] == 1
+    assert best["info"]["test_loss"] == pytest.approx(first["info"]["test_loss"], rel=1e-6)
+    assert best["loss"] == pytest.approx(first["loss"], rel=1e-6)
+    assert last["info"]["test_loss"] != pytest.approx(first["info"]["test_loss"], rel=1e-6)  # not the last epoch's
