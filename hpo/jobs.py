@@ -10,6 +10,10 @@ A job returns ``{"loss": float | None, "info": {...}}``: ``loss`` is what BOHB m
 user should see (diverged, out of memory) returns :func:`failure` instead of raising: the
 worker keeps serving and the failure lands in the results log with its reason.
 
+A job may declare the configuration keys it reads as a ``config_keys`` attribute (a set of
+names); ``hpo train --set`` then also accepts those keys when the search space leaves them to
+the job's defaults (e.g. ``max_train_images`` for a quick debugging run).
+
 Jobs are registered under the ``hpo.jobs`` entry-point group (``name = module:callable``);
 a ``module:callable`` string works too, so users can plug in their own job without packaging
 (a worker runs such a job only when its own command line names it: see :mod:`hpo.worker`).

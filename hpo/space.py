@@ -9,6 +9,7 @@ See the README ("Search-space YAML") for the format. Every problem is reported a
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from ConfigSpace.util import deactivate_inactive_hyperparameters
 from hpo.errors import UserError
 from hpo.jobs import DEFAULT_JOB, job_problem
 from hpo.values import to_builtin
+
+logger = logging.getLogger("hpo")
 
 TOP_LEVEL_KEYS = ("name", "description", "job", "seed", "budget", "hyperparameters", "forbidden")
 BUDGET_KEYS = ("min", "max", "eta", "iterations")
@@ -95,18 +98,23 @@ class SearchSpace:
         """The default configuration, inactive hyperparameters removed, as plain values."""
         return to_builtin(dict(self.configspace.get_default_configuration()))
 
-    def config_with(self, overrides: Mapping[str, Any], constants: bool = False) -> dict:
+    def config_with(self, overrides: Mapping[str, Any], constants: bool = False,
+                    job_keys: Iterable[str] = ()) -> dict:
         """The default configuration with ``overrides`` applied and checked against the space.
-        ``constants``: constants may be overridden too (one job, for debugging: ``hpo train --set``)."""
+        ``constants``: constants may be overridden too, and keys in ``job_keys`` (keys the job
+        reads that the space leaves to the job's defaults) added (one job, for debugging:
+        ``hpo train --set``)."""
         if constants:
-            space, overrides = self._with_constants_open(overrides)
+            space, overrides = self._with_constants_open(overrides, frozenset(job_keys))
             if space is not self:
-                return space.config_with(overrides)
+                return space.config_with(overrides, job_keys=job_keys)
         values = dict(self.configspace.get_default_configuration())
         for name, value in overrides.items():
             if name not in self.configspace:
                 known = ", ".join(self.configspace.keys())
-                raise UserError(f"{self.path}: --set {name}: no such hyperparameter (known: {known})")
+                also = sorted(set(job_keys) - set(self.configspace.keys()))
+                job_text = f"; the job also reads: {', '.join(also)}" if also else ""
+                raise UserError(f"{self.path}: --set {name}: no such hyperparameter (known: {known}{job_text})")
             hp = self.configspace[name]
             value = _coerce(hp, value)
             if not hp.legal_value(value):
@@ -128,14 +136,26 @@ class SearchSpace:
             raise UserError(f"{self.path}: --set: {_one_line(exc)}") from None
         return to_builtin(dict(config))
 
-    def _with_constants_open(self, overrides: Mapping[str, Any]) -> tuple["SearchSpace", dict]:
+    def _with_constants_open(self, overrides: Mapping[str, Any],
+                             job_keys: frozenset = frozenset()) -> tuple["SearchSpace", dict]:
         """This space with each overridden constant turned into a choice of (new value, its value),
         the new one the default (so its conditions and forbidden clauses still hold), and the
         overrides left to apply. An override equal to the constant's value is dropped."""
         hyperparameters = self.raw.get("hyperparameters") or {}
         opened, left = {}, dict(overrides)
         for name, value in overrides.items():
-            if name not in self.configspace or _type_name(self.configspace[name]) != "constant":
+            if name not in self.configspace:
+                if name not in job_keys:
+                    continue  # refused below, with the names that can be set
+                # A key the space leaves to the job's default (e.g. max_train_images): a new
+                # constant for this one job.
+                if value is None or isinstance(value, (list, dict)):
+                    raise UserError(f"{self.path}: --set {name}: needs a scalar value (got {value!r})")
+                logger.info("--set %s: not in %s; passed to the job as a constant", name, self.path)
+                opened[name] = value
+                del left[name]
+                continue
+            if _type_name(self.configspace[name]) != "constant":
                 continue
             current = self.configspace[name].default_value
             if value == current:

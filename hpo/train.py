@@ -85,7 +85,8 @@ def run_train(space_path: str, *, budget: Optional[float], overrides: Mapping[st
     0, 1 when the job failed, 2 when its input was wrong."""
     out, err = out or sys.stdout, err or sys.stderr
     space = load_space(space_path)
-    config = space.config_with(overrides, constants=True)
+    job_function = load_job(job or space.job)
+    config = space.config_with(overrides, constants=True, job_keys=getattr(job_function, "config_keys", ()))
     epochs = space.budget.max_budget if budget is None else budget
     if not 0 < epochs < float("inf"):
         raise UserError(f"--budget: must be a finite number > 0 (got {epochs:g})")
@@ -102,7 +103,7 @@ def run_train(space_path: str, *, budget: Optional[float], overrides: Mapping[st
         print(f"{space.job if job is None else job}, {n_epochs} epoch{'' if n_epochs == 1 else 's'}: "
               f"{_config_text(config)}", file=out, flush=True)
     started = time.time()
-    result = load_job(job or space.job)(config, context)
+    result = job_function(config, context)
     finished = time.time()
     if as_json:
         line = to_json_safe([[0, 0, 0], float(epochs), {"submitted": started, "started": started,

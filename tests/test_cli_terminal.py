@@ -162,3 +162,18 @@ def test_space_check_cost_says_one_job_and_one_iteration_in_the_singular():
     lines = cost_lines(BudgetSettings(min_budget=9, max_budget=9, eta=3, iterations=1))
     assert lines[0].startswith("  cost of 1 iteration of BOHB or Hyperband,")
     assert lines[1:] == ["    iteration 1: 1 x 9 ep: 1 job, 9 epochs (9) each", "    in all: 1 job, 9 epochs (9)"]
+
+
+def test_train_set_accepts_a_key_the_job_reads_that_the_space_leaves_out(tmp_path):
+    """quickstart.yaml does not hold max_train_images: --set adds it for this one job (the image
+    classifier declares its keys); a misspelt name is still refused, naming what can be set."""
+    proc = _hpo("train", "search_spaces/quickstart.yaml", "--budget", "1", "--json", "--set", "image_size=32",
+                "--set", "max_train_images=40", "--set", "max_eval_images=40", "--set", "model=resnet18",
+                "--set", "weights=none", "--set", "dataset=digits", "--work-dir", str(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)[3]
+    assert result["info"]["train_images"] == 40, result["info"]
+    proc = _hpo("train", "search_spaces/quickstart.yaml", "--set", "max_train_image=40")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "--set max_train_image: no such hyperparameter" in last
+    assert "the job also reads: " in last and "max_train_images" in last

@@ -35,7 +35,7 @@ import logging
 import math
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
 import torch
@@ -282,3 +282,7 @@ def run(config: Mapping[str, Any], context: JobContext) -> JobResult:
         logger.error("job %s: %s", context.config_id, exc)
         return failure(reason, str(exc), epochs=0, budget=context.budget, history=[])
     return execute(job)
+
+
+#: The keys this job reads (``hpo train --set`` accepts them even where a space leaves them out).
+run.config_keys = frozenset(spec.name for spec in fields(ClassifierConfig))  # type: ignore[attr-defined]
