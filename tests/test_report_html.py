@@ -35,6 +35,7 @@ def test_html_report_is_one_offline_file_with_the_figures_and_every_result(tmp_p
     run_dir = write_standard_run(tmp_path / "run1")
     page = tmp_path / "out" / "report.html"
     assert main([str(run_dir), "--html", str(page)]) == 0
+    assert f"hpo-report: wrote {page} " in capsys.readouterr().err  # the user is told where it went
     text = page.read_text(encoding="utf-8")
     tags = _Tags()
     tags.feed(text)

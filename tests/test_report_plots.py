@@ -15,6 +15,7 @@ def test_plots_are_written_as_png_files(tmp_path, capsys):
     run_dir = write_standard_run(tmp_path / "run1")
     plots = tmp_path / "out" / "plots"
     assert main([str(run_dir), "--plots", str(plots)]) == 0
+    assert f"hpo-report: wrote 4 plots to {plots}" in capsys.readouterr().err
     names = sorted(path.name for path in plots.iterdir())
     assert names == ["hyperparameters.png", "incumbent.png", "learning_curves.png", "loss_vs_budget.png"]
     for path in plots.iterdir():

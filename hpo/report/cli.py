@@ -24,9 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpo-report", formatter_class=HelpFormatter,
         description="Report the best configurations and a summary of BOHB runs (results directories).",
-        epilog="Example: hpo-report results/demo --plots results/demo/plots; every result as CSV: hpo-report results/demo "
-               "--all --format csv > trials.csv. Exit code 0 when a report was written (warnings about skipped lines go "
-               "to stderr), 2 when nothing could be read.",
+        epilog="Example:\n  hpo-report results/demo --html results/demo/report.html\n"
+               "  hpo-report results/demo --all --format csv > trials.csv   # every result, one row each\n\n"
+               "Exit code 0 when a report was written (warnings about skipped lines go to stderr), 2 when nothing "
+               "could be read.",
     )
     parser.add_argument("runs", nargs="+", metavar="RESULTS_DIR", help="a run's results directory (several: compared side by side)")
     parser.add_argument("--top", type=_positive_int, default=6, metavar="K", help="how many best configurations to list (default 6)")
@@ -93,13 +94,19 @@ def _report(args: argparse.Namespace) -> int:
     if args.plots is not None:
         from hpo.report.plots import render_plots, write_plots
 
-        write_plots(render_plots(reports), args.plots)
+        written = write_plots(render_plots(reports), args.plots)
     if args.html is not None:  # the dashboard's plotly figures, plotly.js inlined
         from hpo.report.html import write_html
 
-        write_html(reports, args.html)
+        html_path = write_html(reports, args.html)
     sys.stdout.write(output)
     sys.stdout.flush()
+    if not args.quiet:  # where the files went, on stderr (stdout is the report)
+        if args.plots is not None:
+            print(f"hpo-report: wrote {len(written)} plot{'' if len(written) == 1 else 's'} to {args.plots}",
+                  file=sys.stderr)
+        if args.html is not None:
+            print(f"hpo-report: wrote {html_path} (open it in a browser; it works offline)", file=sys.stderr)
     return 0
 
 
