@@ -9,7 +9,6 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from hpo.report.loading import Hyperparameter
 from hpo.report.loss_scale import LossScale
 from hpo.report.tables import RunReport
 
@@ -35,11 +34,6 @@ def sample_results(results: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFra
     return pd.concat([kept, failed.head(limit)]).sort_index()
 
 
-def categories(column: pd.Series, hp: Hyperparameter) -> list:
-    """The categories in the space's order, then any others the log holds."""
-    seen = list(hp.choices)
-    extra = sorted((v for v in column.dropna().unique() if v not in seen), key=str)
-    return [*seen, *extra]
 
 
 def headroom(axis: LossScale) -> list[float]:
@@ -48,10 +42,6 @@ def headroom(axis: LossScale) -> list[float]:
     return [low, high + 0.04 * (high - low)]
 
 
-def loss_title(report: RunReport) -> str:
-    """``loss (val loss)``: the loss axis' title, naming the metric the jobs minimised when known."""
-    metric = report.run.loss_metric
-    return f"loss ({metric.replace('_', ' ')})" if metric else "loss"
 
 
 def budget_title(report: RunReport) -> str:
@@ -59,15 +49,6 @@ def budget_title(report: RunReport) -> str:
     return "budget [epochs]" if report.run.metadata.get("job", "image_classifier") == "image_classifier" else "budget"
 
 
-def time_unit(seconds: float) -> tuple[str, float]:
-    """The unit to show a span of ``seconds`` in, and its length in seconds."""
-    if seconds >= 2 * 86400:
-        return "days", 86400.0
-    if seconds >= 2 * 3600:
-        return "hours", 3600.0
-    if seconds >= 120:
-        return "minutes", 60.0
-    return "seconds", 1.0
 
 
 def jitter(count: int, log: bool, seed: int = 0) -> np.ndarray:

@@ -18,9 +18,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from hpo.report.axis_values import categories, loss_title, time_unit
 from hpo.report.figure_parts import (
-    COLOURS, FAILED_COLOUR, FAILED_SYMBOL, OUTLIER_SYMBOL, PLOT_CONFIG, STATUS_COLOURS, budget_title, categories,
-    empty_figure, headroom, jitter, loss_title, sample_results, styled, time_unit,
+    COLOURS, FAILED_COLOUR, FAILED_SYMBOL, OUTLIER_SYMBOL, PLOT_CONFIG, STATUS_COLOURS, budget_title, empty_figure,
+    headroom, jitter, sample_results, styled,
 )
 from hpo.report.formatting import budget_text
 from hpo.report.loading import Hyperparameter, parse_history, run_start_time

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from hpo.report.figure_parts import categories, empty_figure, loss_title, sample_results, styled
+from hpo.report.axis_values import categories, loss_title
+from hpo.report.figure_parts import empty_figure, sample_results, styled
 from hpo.report.formatting import budget_text
 from hpo.report.loading import Hyperparameter
 from hpo.report.loss_scale import loss_scale

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hpo.errors import UserError
+from hpo.report.axis_values import categories, loss_title, time_unit
 from hpo.report.loading import Hyperparameter, parse_history
 from hpo.report.loss_scale import LossScale, loss_scale
 from hpo.report.tables import RunReport, successful
@@ -95,7 +96,7 @@ def incumbent_figure(reports: list[RunReport]) -> "Figure":
     figure = _figure(1, 2, width=12, height=4.5)
     by_time, by_work = figure.axes
     longest = max((r.trajectory["wall_time"].max() for r in reports if not r.trajectory.empty), default=0.0)
-    unit, scale = _time_unit(longest)
+    unit, scale = time_unit(longest)
     work_label = "epochs trained (all jobs)"
     losses = loss_scale(np.concatenate([r.trajectory["loss"].to_numpy(dtype=float) for r in reports]))
     for report in reports:
@@ -115,8 +116,8 @@ def incumbent_figure(reports: list[RunReport]) -> "Figure":
                 _edge_markers(axes, np.asarray(x)[above], losses, "outlier")
     for axes in figure.axes:
         _apply_loss_scale(axes, losses)
-    by_time.set(xlabel=f"wall time since the run started [{unit}]", ylabel=_loss_label(reports[0]), title="Incumbent loss over wall time")
-    by_work.set(xlabel=work_label, ylabel=_loss_label(reports[0]), title="Incumbent loss over compute")
+    by_time.set(xlabel=f"wall time since the run started [{unit}]", ylabel=loss_title(reports[0]), title="Incumbent loss over wall time")
+    by_work.set(xlabel=work_label, ylabel=loss_title(reports[0]), title="Incumbent loss over compute")
     for axes in figure.axes:
         axes.grid(True, alpha=0.3)
         if len(reports) > 1:
@@ -153,7 +154,7 @@ def loss_vs_budget_figure(report: RunReport) -> "Figure":
     axes.minorticks_off() if log_x else None
     _apply_loss_scale(axes, losses)
     axes.set(xlabel="budget [epochs]" if report.run.metadata.get("job", "image_classifier") == "image_classifier" else "budget",
-             ylabel=_loss_label(report), title=f"{report.name}: loss against budget, every result")
+             ylabel=loss_title(report), title=f"{report.name}: loss against budget, every result")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small", loc="upper right")
     return figure
@@ -240,11 +241,11 @@ def hyperparameters_figure(report: RunReport) -> Optional["Figure"]:
         if hp.numeric and hp.log:
             _log_axis(axes, integers=hp.type == "int")
         if not hp.numeric:
-            categories = _categories(all_values[hp.name], hp)
-            axes.set_xticks(range(len(categories)), [str(c) for c in categories])
+            names = categories(all_values[hp.name], hp)
+            axes.set_xticks(range(len(names)), [str(c) for c in names])
         scale = " (log scale)" if hp.numeric and hp.log else ""
         _apply_loss_scale(axes, losses)
-        axes.set(xlabel=f"{hp.name}{scale}", ylabel=_loss_label(report), title=hp.name)
+        axes.set(xlabel=f"{hp.name}{scale}", ylabel=loss_title(report), title=hp.name)
         axes.grid(True, alpha=0.3)
     for axes in figure.axes[len(hyperparameters):]:
         axes.set_visible(False)
@@ -292,9 +293,6 @@ def _sample(results: pd.DataFrame) -> pd.DataFrame:
     return results.sample(MAX_POINTS, random_state=0) if len(results) > MAX_POINTS else results
 
 
-def _loss_label(report: RunReport) -> str:
-    metric = report.run.loss_metric
-    return f"loss ({metric.replace('_', ' ')})" if metric else "loss"
 
 
 def _apply_loss_scale(axes: "Axes", losses: LossScale) -> None:
@@ -330,14 +328,6 @@ def _positions(x: np.ndarray, hp: Hyperparameter, column: pd.Series, rng: np.ran
     return _categorical_positions(x, hp, column, rng)
 
 
-def _time_unit(seconds: float) -> tuple[str, float]:
-    if seconds >= 2 * 86400:
-        return "days", 86400.0
-    if seconds >= 2 * 3600:
-        return "hours", 3600.0
-    if seconds >= 120:
-        return "minutes", 60.0
-    return "seconds", 1.0
 
 
 def _budget_label(budget: Optional[float]) -> str:
@@ -346,15 +336,10 @@ def _budget_label(budget: Optional[float]) -> str:
     return str(int(budget)) if float(budget).is_integer() else f"{budget:g}"
 
 
-def _categories(column: pd.Series, hp: Hyperparameter) -> list:
-    """The categories in the space's order (an ordinal's sequence), then any others the log holds."""
-    seen = [value for value in hp.choices]
-    extra = sorted((v for v in column.dropna().unique() if v not in seen), key=str)
-    return [*seen, *extra]
 
 
 def _categorical_positions(x: np.ndarray, hp: Hyperparameter, column: pd.Series, rng: np.random.Generator) -> np.ndarray:
-    position = {value: index for index, value in enumerate(_categories(column, hp))}
+    position = {value: index for index, value in enumerate(categories(column, hp))}
     return np.array([position[v] for v in x], dtype=float) + rng.uniform(-0.2, 0.2, len(x))
 
 
