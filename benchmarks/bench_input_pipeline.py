@@ -22,6 +22,7 @@ Prints Markdown tables (the figures in BENCHMARKS.md come from them).
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -43,10 +44,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def images_per_second(loader, batches: int, device: torch.device) -> tuple[float, float]:
-    """Images per wall second and per CPU second of this thread over ``batches`` batches after one
-    warm-up batch (epochs restart as needed). The CPU rate counts only this thread's work: the
-    whole of it with 0 loader processes, on a host whose other load only shows in the wall rate."""
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def images_per_second(loader, batches: int, device: torch.device) -> tuple[float, float, float]:
+    """Images per wall second and per CPU second of this thread, and minor page faults per batch, over
+    ``batches`` batches after one warm-up batch (epochs restart as needed). The CPU rate counts only
+    this thread's work: the whole of it with 0 loader processes, on a host whose other load only
+    shows in the wall rate. Page faults are the process's: fresh memory the allocator got from the system."""
     def stream():
         while True:
             yield from loader
@@ -54,12 +60,13 @@ def images_per_second(loader, batches: int, device: torch.device) -> tuple[float
     iterator = stream()
     next(iterator)
     _sync(device)
-    start, cpu, seen = time.perf_counter(), time.thread_time(), 0
+    start, cpu, faults, seen = time.perf_counter(), time.thread_time(), _minor_faults(), 0
     for _ in range(batches):
         images, _ = next(iterator)
         seen += images.size(0)
     _sync(device)
-    return seen / (time.perf_counter() - start), seen / (time.thread_time() - cpu)
+    return (seen / (time.perf_counter() - start), seen / (time.thread_time() - cpu),
+            (_minor_faults() - faults) / batches)
 
 
 def step_times(decoded, batch_size: int, device: torch.device, repeats: int = 15) -> list:
@@ -117,8 +124,9 @@ def main() -> None:
     cpu_note = "" if args.workers == 0 and device.type == "cpu" else " (this thread only: not the loader processes' or the GPU's work)"
     print(f"Images/s, median of the rounds; CPU: per CPU second of the benchmark's thread{cpu_note}.\n")
     print("| augmentation | PIL path images/s | decoded + batched images/s | speed-up (median, range) "
-          "| PIL path images/CPU s | decoded + batched images/CPU s | CPU speed-up (median, range) |")
-    print("|---|---|---|---|---|---|---|")
+          "| PIL path images/CPU s | decoded + batched images/CPU s | CPU speed-up (median, range) "
+          "| page faults a batch (mean), PIL / batched |")
+    print("|---|---|---|---|---|---|---|---|")
     for augmentation in ("none", "all"):
         pil_splits = make_splits(data, train_transform(args.size, augmentation), eval_transform(args.size))
         pil = ImageLoader(pil_splits.train, args.batch_size, True, training_settings(torch.device("cpu")), args.workers, seed=0)
@@ -136,6 +144,7 @@ def main() -> None:
             ratios = [b / p for p, b in zip(pil_kind, batched_kind)]
             cells += [f"{statistics.median(pil_kind):.0f}", f"{statistics.median(batched_kind):.0f}",
                       f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f}x)"]
+        cells.append(f"{statistics.mean(r[2] for r in pil_rates):.0f} / {statistics.mean(r[2] for r in batched_rates):.0f}")
         print(f"| {augmentation} | " + " | ".join(cells) + " |", flush=True)
     print(f"\nPer batch of {args.batch_size} (median of 15, one batch):\n")
     print("| step | wall ms | CPU ms |")
