@@ -12,6 +12,7 @@ import torchvision
 from hpo.jobs import is_failure
 from workers.image_classifier import execute, prepare
 from workers.models import ClassifierModel, build_model
+from workers.regimes import parameter_groups
 from workers_helpers import context, tiny
 
 # the last two backbone stages of each model, as parameter-name prefixes (partial, trainable_blocks 2)
@@ -58,6 +59,8 @@ def test_each_regime_trains_exactly_its_parameters_and_keeps_frozen_batch_norm_s
     names = [name for name, _ in network.named_parameters()]
     expected = {name for name in names if should_train(model, regime, name)}
     assert {name for name, p in network.named_parameters() if p.requires_grad} == expected
+    optimized = {id(p) for group in job.optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(p) for name, p in network.named_parameters() if name in expected}  # no frozen weight
     frozen_norms = [module for part in job.classifier.frozen_modules for module in part.modules()
                     if isinstance(module, torch.nn.BatchNorm2d)]
     before = digests(network)
@@ -85,6 +88,14 @@ def test_the_heavy_models_get_the_same_flags(model, regime, extra):
     built = build_model(model, num_classes=10, regime=regime, **extra)
     trainable = {name for name, p in built.model.named_parameters() if p.requires_grad}
     assert trainable == {name for name, _ in built.model.named_parameters() if should_train(model, regime, name)}
+    block = "fc." if model.startswith("resnet") else "classifier."
+    groups = {group["name"]: {id(p) for p in group["params"]}
+              for group in parameter_groups(built.model, built.head_name, lr=0.1, backbone_lr_scale=0.1)}
+    named = dict(built.model.named_parameters())
+    assert groups.get("head", set()) == {id(named[n]) for n in trainable if n.startswith(block)}
+    assert groups.get("backbone", set()) == {id(named[n]) for n in trainable if not n.startswith(block)}
+    if model == "vgg16" and regime == "fc_frozen":  # the classifier's trainable part is its output layer alone
+        assert groups["head"] == {id(p) for p in built.model.classifier[6].parameters()}
     built.train_mode()
     frozen = [m for m in built.model.modules() if isinstance(m, torch.nn.BatchNorm2d)
               and not any(p.requires_grad for p in m.parameters())]
@@ -164,3 +175,23 @@ def test_label_smoothing_changes_the_training_loss_only():
     assert smoothed > 2 * plain
     assert reported[0.0] == pytest.approx((plain, plain))
     assert reported[0.3] == pytest.approx((smoothed, plain))  # validation: plain cross-entropy
+
+
+def test_frozen_batch_norm_stays_still_over_epochs_after_evaluation_switched_the_model_to_eval():
+    """evaluate() puts the whole model in eval mode; every later training step must again have the frozen
+    parts in eval mode and the trained stages in training mode."""
+    job = prepare(tiny(regime="partial", trainable_blocks=1, max_train_images=32, max_eval_images=16),
+                  context(budget=3, max_budget=3))
+    model = job.classifier.model
+    modes = []  # (frozen bn1 training?, trained layer4 bn training?) at every training step
+
+    def record(module, inputs):
+        if torch.is_grad_enabled():
+            modes.append((model.bn1.training, model.layer4[1].bn2.training))
+
+    model.bn1.register_forward_pre_hook(record)
+    frozen_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("bn1.", "layer3."))}
+    result = execute(job)
+    assert not is_failure(result) and result["info"]["epochs"] == 3, result["info"]
+    assert len(modes) == 3 * 2 and set(modes) == {(False, True)}  # 32 images, batches of 16, 3 epochs
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in frozen_before.items())
