@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import logging
 import secrets
 import threading
 import time

@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import threading
 import time
 from collections import Counter
 from typing import Callable, Optional

@@ -70,7 +70,7 @@ def test_plots_directory_that_is_a_file_is_exit_code_2(tmp_path, capsys):
 
 def _run_with_a_diverged_job(directory):
     """The standard run plus one job whose validation loss went to 5,500 (at budget 1 and 3)."""
-    from report_logs import LogWriter as Writer, metadata
+    from report_logs import LogWriter as Writer
 
     write_standard_run(directory)
     log = Writer.__new__(Writer)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from hpo.errors import UserError
-from hpo.report.loading import Hyperparameter, RunLog, parse_history, read_run
+from hpo.report.loading import RunLog, parse_history, read_run
 
 
 @dataclass
