@@ -79,7 +79,7 @@ def master_main(stats_path: str, sampler: str, argv: list[str]) -> int:
                               "job_callback": []}
     generator = HpBandSterBOHB if sampler == "hpbandster" else VectorizedBOHB
     _timed(generator, "get_config", stats["get_config"])
-    _timed(HpBandSterBOHB, "new_result", stats["new_result"])
+    _timed(generator, "new_result", stats["new_result"])  # VectorizedBOHB has its own (growing arrays)
     _timed(hpo.results.ResultsLog, "__call__", stats["log_result"])
     _timed(hpo.results.ResultsLog, "new_config", stats["log_config"])
     _timed(hpo.master_loop.ServiceMaster, "job_callback", stats["job_callback"])

@@ -13,10 +13,11 @@ once with the same product kernels statsmodels uses (Gaussian for continuous, Ai
 unordered, Wang-Ryzin for ordered variables; the same bandwidths and level counts). The "bad" KDE
 holds nearly every result of the largest budget, so that evaluation grows with the results: a
 :class:`KdeScorer`, made once per model fit, does it as one matrix product and one ``exp`` (about 8×
-cheaper than :func:`kde_pdf` at 750 points, the same pdf up to rounding, the same picks). Everything else
-is hpbandster's: model fitting (``new_result``; its imputation of inactive values, a Python loop over
-the rows that grew with the results of the largest budget, is vectorised too: :func:`impute_conditional`),
-``random_fraction``, ``bandwidth_factor``,
+cheaper than :func:`kde_pdf` at 750 points, the same pdf up to rounding, the same picks). The model
+fit (``new_result``) fits hpbandster's models exactly, with each budget's results kept in growing
+arrays (:class:`BudgetResults`) rather than a list converted to an array at every refit, and its
+imputation of inactive values, a Python loop over the rows, vectorised (:func:`impute_conditional`).
+Everything else is hpbandster's: ``random_fraction``, ``bandwidth_factor``,
 ``min_bandwidth``, the choice of the best candidate (the first minimum of ``max(1e-32, g) /
 max(l, 1e-32)``, or the first candidate whose ratio is not finite while ``l`` is), and the
 fallbacks to a random configuration. Random numbers come from numpy's global generator, as in
@@ -32,6 +33,8 @@ import ConfigSpace
 import ConfigSpace.util
 import numpy as np
 import scipy.stats as sps
+import statsmodels.api as sm
+from hpbandster.core.base_config_generator import base_config_generator
 from hpbandster.optimizers.config_generators.bohb import BOHB as HpBandSterBOHB
 
 _TINY = 1e-32
@@ -258,9 +261,87 @@ def impute_conditional(array: np.ndarray, vartypes: np.ndarray) -> np.ndarray:
     return out
 
 
+class BudgetResults:
+    """One budget's results as the model fit reads them: configuration vectors (rows) and losses,
+    in numpy arrays that double their capacity when full (amortised O(1) append), so a refit slices
+    them instead of converting a list of every result to an array."""
+
+    def __init__(self, dimensions: int, capacity: int = 64) -> None:
+        self._vectors = np.empty((capacity, dimensions))
+        self._losses = np.empty(capacity)
+        self.count = 0
+
+    def append(self, vector: np.ndarray, loss: float) -> None:
+        if self.count == len(self._losses):
+            capacity = 2 * len(self._losses)
+            vectors = np.empty((capacity, self._vectors.shape[1]))
+            vectors[:self.count] = self._vectors
+            losses = np.empty(capacity)
+            losses[:self.count] = self._losses
+            self._vectors, self._losses = vectors, losses
+        self._vectors[self.count] = vector
+        self._losses[self.count] = loss
+        self.count += 1
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The configurations' vectors, one row per result (a view)."""
+        return self._vectors[:self.count]
+
+    @property
+    def losses(self) -> np.ndarray:
+        """The losses, in the order of the results (a view)."""
+        return self._losses[:self.count]
+
+
 class VectorizedBOHB(HpBandSterBOHB):
     """hpbandster's BOHB config generator with :meth:`get_config` and the imputation of inactive
-    values before each model fit vectorised (same distributions)."""
+    values before each model fit vectorised (same distributions), and the results a fit reads kept
+    in growing arrays (:meth:`new_result`; the same models)."""
+
+    def new_result(self, job, update_model: bool = True) -> None:
+        """hpbandster's ``new_result``: record the result and refit the budget's good and bad KDEs,
+        with each budget's vectors and losses kept in a :class:`BudgetResults` (``self.configs[b]``
+        and ``self.losses[b]`` are views of its arrays, not lists). The same split (argsort of the
+        losses, best ``max(min_points_in_model, top_n_percent %)`` good, the next ``max(...,
+        (100 - top_n_percent) %)`` bad), imputation, statsmodels ``normal_reference`` bandwidths
+        clipped to ``min_bandwidth``, and the same random draws in the same order."""
+        base_config_generator.new_result(self, job)
+        if job.result is None:
+            loss = np.inf  # a crashed job counts as a bad configuration, as in hpbandster
+        else:
+            loss = job.result["loss"] if np.isfinite(job.result["loss"]) else np.inf
+        budget = job.kwargs["budget"]
+        stores = self.__dict__.setdefault("_results", {})
+        if budget not in stores:
+            stores[budget] = BudgetResults(len(self.vartypes))
+            self.configs[budget], self.losses[budget] = stores[budget].vectors, stores[budget].losses
+        if max(list(self.kde_models) + [-np.inf]) > budget:
+            return  # a larger budget has a model already
+        store = stores[budget]
+        store.append(ConfigSpace.Configuration(self.configspace, job.kwargs["config"]).get_array(), loss)
+        self.configs[budget], self.losses[budget] = store.vectors, store.losses
+        if store.count <= self.min_points_in_model - 1 or not update_model:
+            return
+        train_configs, train_losses = store.vectors, store.losses
+        n_good = max(self.min_points_in_model, (self.top_n_percent * store.count) // 100)
+        n_bad = max(self.min_points_in_model, ((100 - self.top_n_percent) * store.count) // 100)
+        idx = np.argsort(train_losses)
+        train_data_good = self.impute_conditional_data(train_configs[idx[:n_good]])
+        train_data_bad = self.impute_conditional_data(train_configs[idx[n_good:n_good + n_bad]])
+        if train_data_good.shape[0] <= train_data_good.shape[1]:
+            return
+        if train_data_bad.shape[0] <= train_data_bad.shape[1]:
+            return
+        bad_kde = sm.nonparametric.KDEMultivariate(data=train_data_bad, var_type=self.kde_vartypes,
+                                                   bw="normal_reference")
+        good_kde = sm.nonparametric.KDEMultivariate(data=train_data_good, var_type=self.kde_vartypes,
+                                                    bw="normal_reference")
+        bad_kde.bw = np.clip(bad_kde.bw, self.min_bandwidth, None)
+        good_kde.bw = np.clip(good_kde.bw, self.min_bandwidth, None)
+        self.kde_models[budget] = {"good": good_kde, "bad": bad_kde}
+        self.logger.debug("done building a new model for budget %f based on %i/%i split; best loss %f",
+                          budget, n_good, n_bad, train_losses.min())
 
     def impute_conditional_data(self, array):
         return impute_conditional(array, self.vartypes)

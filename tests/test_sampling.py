@@ -422,3 +422,79 @@ def test_checkpoint_sweeps_skip_only_iterations_already_swept_finished():
     everything |= {cid for it in master.iterations for cid, d in it.data.items()}
     assert master.checkpoint_keeper.seen == everything
     assert len(master.iterations) > 50 and master.checkpoint_keeper.sizes[-2] < len(master.iterations) / 2
+
+
+class _HpBandSterFit(VectorizedBOHB):
+    """The reference: VectorizedBOHB with hpbandster's own ``new_result`` (lists, converted to arrays
+    at each refit); the same imputation and sampling."""
+
+    new_result = HpBandSterBOHB.new_result
+
+
+def _result_sequence(space, count: int, seed: int) -> list[Job]:
+    """Results at budgets 1, 3 and 9 (the larger ones later, as in a run), with crashed jobs, NaN
+    and infinite losses and tied losses among them."""
+    space.seed(seed)
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for i, config in enumerate(space.sample_configuration(count)):
+        budget = 1.0 if i < count // 2 else float(rng.choice([1.0, 3.0, 9.0], p=[0.2, 0.3, 0.5]))
+        job = Job((i, 0, 0), config=dict(config), budget=budget, working_directory=".")
+        kind = rng.integers(0, 10)
+        if kind == 0:
+            job.result = None
+        elif kind == 1:
+            job.result = {"loss": float(rng.choice([np.nan, np.inf, -np.inf]))}
+        elif kind == 2:
+            job.result = {"loss": 0.5}  # ties
+        else:
+            job.result = {"loss": abs(math.log10(config["lr"]) + 2) + budget / 10}
+        jobs.append(job)
+    return jobs
+
+
+def _assert_same_models(ours: dict, theirs: dict) -> None:
+    assert list(ours) == list(theirs)
+    for budget in theirs:
+        for role in ("good", "bad"):
+            np.testing.assert_array_equal(ours[budget][role].data, theirs[budget][role].data)
+            np.testing.assert_array_equal(ours[budget][role].bw, theirs[budget][role].bw)
+            assert ours[budget][role].var_type == theirs[budget][role].var_type
+
+
+def test_new_result_fits_hpbandsters_models_and_proposes_the_same(space):
+    """After each result of the same sequence (three budgets, crashes, non-finite and tied losses,
+    updates skipped now and then), the growing-array new_result has fitted exactly the KDEs
+    hpbandster's new_result fits (data, bandwidths), consumed the same random numbers, and the
+    configurations sampled between results are identical for a seed."""
+    ours, theirs = _generator(VectorizedBOHB, space), _generator(_HpBandSterFit, space)
+    for i, job in enumerate(_result_sequence(space, 400, seed=3)):
+        proposals = []
+        for generator in (ours, theirs):
+            np.random.seed(i)
+            generator.configspace.seed(i)
+            generator.new_result(job, update_model=i % 7 != 3)
+            proposals.append((generator.get_config(job.kwargs["budget"]), np.random.rand()))
+        assert proposals[0] == proposals[1], i
+        _assert_same_models(ours.kde_models, theirs.kde_models)
+    assert {1.0, 9.0} <= set(ours.kde_models)
+    assert ours.kde_models[9.0]["bad"].data.shape[0] > 80
+    for budget in theirs.configs:
+        np.testing.assert_array_equal(ours.configs[budget], np.array(theirs.configs[budget]).reshape(-1, 7))
+        np.testing.assert_array_equal(ours.losses[budget], np.array(theirs.losses[budget], dtype=float))
+
+
+def test_new_result_is_hpbandsters_own_without_conditions():
+    """On a space without inactive values (no imputation draws), the models are those of
+    hpbandster's own, unmodified config generator."""
+    space = CS.ConfigurationSpace(seed=4)
+    space.add([CS_FLOAT("lr", 1e-5, 1e-1, log=True), CS_INT("batch_size", 16, 128, log=True),
+               CS.CategoricalHyperparameter("optimizer", ["sgd", "adamw", "rmsprop"])])
+    ours, theirs = VectorizedBOHB(configspace=space), HpBandSterBOHB(configspace=space)
+    for i, config in enumerate(space.sample_configuration(300)):
+        job = Job((i, 0, 0), config=dict(config), budget=3.0 if i % 3 else 1.0, working_directory=".")
+        job.result = {"loss": round(abs(math.log10(config["lr"]) + 3), 1)}  # rounded: many ties
+        ours.new_result(job)
+        theirs.new_result(job)
+        _assert_same_models(ours.kde_models, theirs.kde_models)
+    assert ours.kde_models[3.0]["bad"].data.shape[0] > 150
