@@ -195,3 +195,17 @@ def test_frozen_batch_norm_stays_still_over_epochs_after_evaluation_switched_the
     assert not is_failure(result) and result["info"]["epochs"] == 3, result["info"]
     assert len(modes) == 3 * 2 and set(modes) == {(False, True)}  # 32 images, batches of 16, 3 epochs
     assert all(torch.equal(model.state_dict()[k], v) for k, v in frozen_before.items())
+
+
+def test_the_feature_cache_is_refused_where_dropout_sits_between_the_frozen_part_and_the_head():
+    """GoogLeNet drops its pooled features before fc in training mode: cached features cannot do that.
+    Dropout in the trained head (the new layer's, VGG's classifier) is fine."""
+    from workers.feature_cache import backbone_dropout, supports_feature_cache
+
+    torch.manual_seed(0)
+    sample = torch.randn(2, 3, 64, 64)
+    googlenet = build_model("googlenet", num_classes=4, regime="frozen", dropout=0.3)
+    assert backbone_dropout(googlenet) == ["dropout"] and not supports_feature_cache(googlenet, sample)
+    for name in ("resnet18", "alexnet"):
+        head_only = build_model(name, num_classes=4, regime="frozen", dropout=0.3)
+        assert backbone_dropout(head_only) == [] and supports_feature_cache(head_only, sample)

@@ -17,7 +17,10 @@ deterministic view. The backbone weights are identified by a hash of their value
 ``weights: none`` (a random backbone, different for every job) the features stay in memory.
 
 A model whose forward is not ``head(backbone(x))`` with the head as the last step (e.g.
-SqueezeNet, where a flatten follows its classifier) is detected on two images and not cached.
+SqueezeNet, where a flatten follows its classifier) is detected on two images and not cached; nor is
+one with dropout between its frozen part and its head (GoogLeNet's and Inception v3's top-level
+``dropout``, which trains in training mode and which features computed once cannot reproduce).
+Dropout inside the trainable child (``dropout`` on the new layer, VGG's classifier) acts as usual.
 """
 
 from __future__ import annotations
@@ -80,9 +83,24 @@ def _autocast(settings: TrainingSettings):
     return torch.autocast(settings.device.type, dtype=settings.amp_dtype, enabled=settings.amp_dtype is not None)
 
 
+def backbone_dropout(classifier: ClassifierModel) -> list[str]:
+    """Dropout layers (p > 0) outside the trainable child that train in training mode (not inside a
+    frozen part, which stays in eval mode): the cached features would leave them out."""
+    child = trainable_child(classifier)
+    in_eval = {id(module) for part in classifier.frozen_modules for module in part.modules()}
+    return [name for name, module in classifier.model.named_modules()
+            if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0 and id(module) not in in_eval
+            and name != child and not name.startswith(child + ".")]
+
+
 @torch.inference_mode()
 def supports_feature_cache(classifier: ClassifierModel, sample: torch.Tensor) -> bool:
-    """Whether ``model(x) == head(backbone(x))`` on ``sample`` (normalised images) in eval mode."""
+    """Whether ``model(x) == head(backbone(x))`` on ``sample`` (normalised images) in eval mode, with no
+    dropout between the frozen part and the head."""
+    dropout = backbone_dropout(classifier)
+    if dropout:
+        logger.info("feature cache: %s has dropout before its head (%s)", classifier.name, ", ".join(dropout))
+        return False
     model = classifier.model
     was_training = model.training
     model.eval()
