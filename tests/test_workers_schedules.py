@@ -172,3 +172,16 @@ def test_restore_best_measures_the_test_metrics_on_the_best_epochs_weights():
     assert best["info"]["test_loss"] == pytest.approx(first["info"]["test_loss"], rel=1e-6)
     assert best["loss"] == pytest.approx(first["loss"], rel=1e-6)
     assert last["info"]["test_loss"] != pytest.approx(first["info"]["test_loss"], rel=1e-6)  # not the last epoch's
+
+
+def test_early_stopping_and_restore_best_follow_the_val_error_objective(tmp_path):
+    from hpo.checkpoints import latest
+
+    config = tiny(objective="val_error", restore_best=True, lr=0.05, max_train_images=32, max_eval_images=16)
+    result = run(config, context(budget=2, max_budget=2, checkpoint_dir=str(tmp_path)))
+    info = result["info"]
+    errors = [1.0 - entry["val_accuracy"] for entry in info["history"]]
+    assert info["best_epoch"] == errors.index(min(errors)) + 1
+    assert result["loss"] == pytest.approx(min(errors)) and result["loss"] == pytest.approx(1 - info["val_accuracy"])
+    stopping = torch.load(latest(str(tmp_path))[1], weights_only=True)["stopping"]
+    assert stopping["best"] == pytest.approx(min(errors))  # the tracker saw errors, not cross-entropies
