@@ -4,7 +4,8 @@ An epoch **improves** when its objective is below the best so far by more than `
 (``early_stopping_min_delta``, default 0: any decrease); the first epoch always does. With
 ``patience`` (``early_stopping_patience``, default off) the job stops once ``patience`` epochs in a
 row have not improved: with patience 3 and the best at epoch 2, it stops after epoch 5. The same
-tracker says which epoch is the best one for ``restore_best``, stopping or not.
+tracker says which epoch is the best one for ``restore_best``, stopping or not. It watches every
+epoch, the warm-up's included (the ``plateau`` schedule skips those).
 
 Its state (best value and epoch, epochs since the best, whether and why it stopped) is a plain
 dict saved in the job's checkpoint, so a continued job stops exactly where one from scratch would,
