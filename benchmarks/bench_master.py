@@ -84,7 +84,7 @@ def master_main(stats_path: str, sampler: str, argv: list[str]) -> int:
     _timed(hpo.results.ResultsLog, "new_config", stats["log_config"])
     _timed(hpo.master_loop.ServiceMaster, "job_callback", stats["job_callback"])
     # the loop's scan for unfinished iterations (under the master's lock), the garbage collector's pauses
-    stats.update({"active_iterations": [], "gc": []})
+    stats.update({"active_iterations": [], "gc": [], "gc_full": []})
     from hpbandster.core.master import Master
 
     scanner = hpo.master_loop.ServiceMaster if "active_iterations" in vars(hpo.master_loop.ServiceMaster) else Master
@@ -96,6 +96,8 @@ def master_main(stats_path: str, sampler: str, argv: list[str]) -> int:
             gc_started[:] = [time.perf_counter()]
         elif gc_started:
             stats["gc"].append(time.perf_counter() - gc_started[0])
+            if info.get("generation") == 2:  # a full collection: walks every tracked object not frozen
+                stats["gc_full"].append(stats["gc"][-1])
 
     gc.callbacks.append(gc_timer)
     def dump() -> None:
@@ -278,7 +280,7 @@ def table(rows: list[dict]) -> str:
             "get_config median (first → last third of calls) (ms) | job callback median (first → last third) (ms) | "
             "results.json line median (ms) | "
             "configs.json line median (ms) | KDE refit p90 (ms) | CPU per result (ms): master, all processes | "
-            "cores busy | GC pauses: count, total s |")
+            "cores busy | GC pauses: count, total s (full collections: count, total s) |")
     lines = [head, "|" + "---|" * (head.count(" | ") + 1)]
     for r in rows:
         o = r["overhead_ms"]
@@ -293,7 +295,8 @@ def table(rows: list[dict]) -> str:
                      f"{trend('job_callback_ms')} | {cell('log_result_ms')} | {cell('log_config_ms')} | "
                      f"{cell('new_result_ms', 'p90')} | {r.get('master_cpu_ms_per_result', nan):.1f}, "
                      f"{r.get('all_cpu_ms_per_result', nan):.1f} | {r.get('cores_busy', nan):.2f} | "
-                     + (f"{r['gc_ms']['calls']}, {r['gc_ms']['total_s']:.2f} |" if "gc_ms" in r else "- |"))
+                     + (f"{r['gc_ms']['calls']}, {r['gc_ms']['total_s']:.2f}" if "gc_ms" in r else "-")
+                     + (f" ({r['gc_full_ms']['calls']}, {r['gc_full_ms']['total_s']:.2f}) |" if "gc_full_ms" in r else " |"))
     return "\n".join(lines)
 
 
