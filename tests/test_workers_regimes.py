@@ -209,3 +209,22 @@ def test_the_feature_cache_is_refused_where_dropout_sits_between_the_frozen_part
     for name in ("resnet18", "alexnet"):
         head_only = build_model(name, num_classes=4, regime="frozen", dropout=0.3)
         assert backbone_dropout(head_only) == [] and supports_feature_cache(head_only, sample)
+
+
+@pytest.mark.slow
+def test_dropout_in_the_head_acts_the_same_on_cached_features_as_on_images():
+    """Frozen regime: the new layer's dropout sits after the cached features, so the cached and the
+    uncached job train alike (same masks: dropout draws from the per-epoch seeded generator)."""
+    from workers.image_classifier import run
+
+    config = tiny(regime="frozen", max_train_images=32, max_eval_images=16, lr=0.05)
+    results = {(dropout, cache): run({**config, "dropout": dropout, "feature_cache": cache}, context(budget=2, max_budget=2))
+               for dropout in (0.0, 0.5) for cache in ("auto", "off")}
+    assert results[(0.5, "auto")]["info"]["input"] == "features" and results[(0.5, "off")]["info"]["input"] != "features"
+    for dropout in (0.0, 0.5):
+        cached, uncached = (results[(dropout, cache)]["info"]["history"] for cache in ("auto", "off"))
+        for a, b in zip(cached, uncached):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+    losses = {dropout: results[(dropout, "auto")]["info"]["history"][0]["train_loss"] for dropout in (0.0, 0.5)}
+    assert losses[0.5] != pytest.approx(losses[0.0], rel=1e-4)  # the dropout did act
