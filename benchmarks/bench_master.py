@@ -25,7 +25,9 @@ nothing changed in the service): per-call times of ``get_config``, the config ge
 ``new_result`` (KDE refit), the results log's writes (their fsync runs in a background thread,
 :mod:`hpo.line_sync`), the whole job callback (its wait for the master's lock included) and the
 loop's scan for unfinished iterations, each as a median over all calls and over the first and the
-last third of the calls (does it grow with the results?); and the garbage collector's pauses.
+last third of the calls (does it grow with the results?), for get_config, new_result and the job
+callback also their thread CPU time (the work without the waits, which the machine's load inflates);
+and the garbage collector's pauses during the run (full collections apart).
 """
 
 from __future__ import annotations
@@ -51,15 +53,20 @@ SAMPLERS = ("hpbandster", "vectorized")
 
 # --- the instrumented master (this file, run as a child process) ---------------------------------
 
-def _timed(cls, name: str, bucket: list) -> None:
+def _timed(cls, name: str, bucket: list, cpu_bucket: list | None = None) -> None:
+    """Wrap ``cls.name`` to append each call's wall time to ``bucket`` and, with ``cpu_bucket``, its
+    calling thread's CPU time (no waiting for locks or for the CPU in it: the work itself, which
+    the other engineers' load on the machine does not inflate)."""
     original = getattr(cls, name)
 
     def wrapper(*args, **kwargs):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         try:
             return original(*args, **kwargs)
         finally:
             bucket.append(time.perf_counter() - start)
+            if cpu_bucket is not None:
+                cpu_bucket.append(time.thread_time() - cpu_start)
 
     setattr(cls, name, wrapper)
 
@@ -76,13 +83,15 @@ def master_main(stats_path: str, sampler: str, argv: list[str]) -> int:
     if sampler == "hpbandster":
         ServiceBOHB.config_generator_class = HpBandSterBOHB
     stats: dict[str, list] = {"get_config": [], "new_result": [], "log_result": [], "log_config": [],
-                              "job_callback": []}
+                              "job_callback": [], "get_config_cpu": [], "new_result_cpu": [],
+                              "job_callback_cpu": []}
     generator = HpBandSterBOHB if sampler == "hpbandster" else VectorizedBOHB
-    _timed(generator, "get_config", stats["get_config"])
-    _timed(generator, "new_result", stats["new_result"])  # VectorizedBOHB has its own (growing arrays)
+    _timed(generator, "get_config", stats["get_config"], stats["get_config_cpu"])
+    # VectorizedBOHB has its own new_result (growing arrays)
+    _timed(generator, "new_result", stats["new_result"], stats["new_result_cpu"])
     _timed(hpo.results.ResultsLog, "__call__", stats["log_result"])
     _timed(hpo.results.ResultsLog, "new_config", stats["log_config"])
-    _timed(hpo.master_loop.ServiceMaster, "job_callback", stats["job_callback"])
+    _timed(hpo.master_loop.ServiceMaster, "job_callback", stats["job_callback"], stats["job_callback_cpu"])
     # the loop's scan for unfinished iterations (under the master's lock), the garbage collector's pauses
     stats.update({"active_iterations": [], "gc": [], "gc_full": []})
     from hpbandster.core.master import Master
@@ -92,6 +101,8 @@ def master_main(stats_path: str, sampler: str, argv: list[str]) -> int:
     gc_started = []
 
     def gc_timer(phase: str, info: dict) -> None:
+        if not stats["get_config"]:
+            return  # start-up (the service's own gc.collect() included): not the run's pauses
         if phase == "start":
             gc_started[:] = [time.perf_counter()]
         elif gc_started:
@@ -215,7 +226,9 @@ def summarise(work: Path) -> dict:
                                      "p90": 1e3 * _pct(values, 0.9), "total_s": sum(values),
                                      # calls in order: the first and the last third of the run's calls
                                      "early_median": 1e3 * _pct(values[:third], 0.5),
-                                     "late_median": 1e3 * _pct(values[-third:] if third else [], 0.5)}
+                                     "late_median": 1e3 * _pct(values[-third:] if third else [], 0.5),
+                                     "early_p90": 1e3 * _pct(values[:third], 0.9),
+                                     "late_p90": 1e3 * _pct(values[-third:] if third else [], 0.9)}
     return summary
 
 
@@ -280,7 +293,8 @@ def table(rows: list[dict]) -> str:
             "get_config median (first → last third of calls) (ms) | job callback median (first → last third) (ms) | "
             "results.json line median (ms) | "
             "configs.json line median (ms) | KDE refit p90 (ms) | CPU per result (ms): master, all processes | "
-            "cores busy | GC pauses: count, total s (full collections: count, total s) |")
+            "cores busy | GC pauses: count, total s (full collections: count, total s) | "
+            "CPU per call, first → last third (ms): get_config, job callback |")
     lines = [head, "|" + "---|" * (head.count(" | ") + 1)]
     for r in rows:
         o = r["overhead_ms"]
@@ -296,7 +310,9 @@ def table(rows: list[dict]) -> str:
                      f"{cell('new_result_ms', 'p90')} | {r.get('master_cpu_ms_per_result', nan):.1f}, "
                      f"{r.get('all_cpu_ms_per_result', nan):.1f} | {r.get('cores_busy', nan):.2f} | "
                      + (f"{r['gc_ms']['calls']}, {r['gc_ms']['total_s']:.2f}" if "gc_ms" in r else "-")
-                     + (f" ({r['gc_full_ms']['calls']}, {r['gc_full_ms']['total_s']:.2f}) |" if "gc_full_ms" in r else " |"))
+                     + (f" ({r['gc_full_ms']['calls']}, {r['gc_full_ms']['total_s']:.2f}) |" if "gc_full_ms" in r else " |")
+                     + "".join(f" {r[k]['early_median']:.2f} → {r[k]['late_median']:.2f}{sep}" if k in r else f" -{sep}"
+                               for k, sep in (("get_config_cpu_ms", ","), ("job_callback_cpu_ms", " |"))))
     return "\n".join(lines)
 
 
