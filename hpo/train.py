@@ -69,6 +69,13 @@ def summary(result: Optional[Mapping[str, Any]], epochs: int, wall_time: float) 
              f"train loss {_number(info.get('train_loss'))}, acc {_percent(info.get('train_accuracy'))}"]
     if info.get("test_loss") is not None:
         parts.append(f"test loss {_number(info.get('test_loss'))}, acc {_percent(info.get('test_accuracy'))}")
+    if info.get("stopped_early"):
+        parts.append(f"stopped early ({info.get('stop_reason') or 'no improvement'})")
+    if info.get("restored_best_epoch"):
+        parts.append(f"metrics of the best epoch, {info['restored_best_epoch']} (restore_best)")
+    if isinstance(info.get("trainable_params"), int) and isinstance(info.get("total_params"), int):
+        trains = f": {info['trains']}" if info.get("trains") else ""
+        parts.append(f"trains {info['trainable_params']:,} of {info['total_params']:,} parameters{trains}")
     return f"done: {head}; " + "; ".join(parts)
 
 
@@ -109,7 +116,7 @@ def run_train(space_path: str, *, budget: Optional[float], overrides: Mapping[st
         line = to_json_safe([[0, 0, 0], float(epochs), {"submitted": started, "started": started,
                                                          "finished": finished}, result, None])
         print(json.dumps(line, indent=indent), file=out)
-    else:
+    elif not is_failure(result):  # a failure is said once, below
         print(summary(result, n_epochs, finished - started), file=out)
     if not is_failure(result):
         return 0

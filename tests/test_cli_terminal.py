@@ -177,3 +177,16 @@ def test_train_set_accepts_a_key_the_job_reads_that_the_space_leaves_out(tmp_pat
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 2 and "--set max_train_image: no such hyperparameter" in last
     assert "the job also reads: " in last and "max_train_images" in last
+
+
+def test_train_summary_says_early_stopping_the_restored_epoch_and_what_trains():
+    from hpo.train import summary
+
+    info = {"epochs": 2, "epochs_trained": 2, "val_loss": 2.3, "val_accuracy": 0.1, "train_loss": 2.2,
+            "train_accuracy": 0.2, "stopped_early": True, "stop_reason": "no improvement for 1 epoch",
+            "restored_best_epoch": 1, "trainable_params": 1290, "total_params": 11177538, "trains": "fc"}
+    line = summary({"loss": 2.3, "info": info}, 3, 4.2)
+    assert line.startswith("done: 2 epochs in 4.2 s")
+    assert "stopped early (no improvement for 1 epoch)" in line
+    assert "metrics of the best epoch, 1 (restore_best)" in line
+    assert "trains 1,290 of 11,177,538 parameters: fc" in line
