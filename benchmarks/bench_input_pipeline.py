@@ -104,7 +104,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for both paths (default 1: per-core figures, and no oversubscription "
                              "when the host is busy)")
+    parser.add_argument("--torch-empty", action="store_true",
+                        help="baseline: BatchAugment's CPU output from torch.empty, as before it came through numpy")
     args = parser.parse_args()
+    if args.torch_empty:
+        from workers import batch_augment
+
+        batch_augment._empty_float = lambda shape, device: torch.empty(shape, dtype=torch.float32, device=device)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="hpo-bench-cache-")
