@@ -35,6 +35,7 @@ from typing import Any, Mapping, Optional
 from hpbandster.core.result import json_result_logger
 
 from hpo.errors import UserError
+from hpo.jobs import is_failure
 from hpo.line_sync import LineSyncer
 from hpo.values import to_json_safe
 
@@ -121,9 +122,7 @@ def with_state(result: Any, exception: Optional[str]) -> dict:
         info = {"status": "failed", "reason": "crashed", "message": lines[-1] if lines else "no result"}
         return {"loss": None, "info": {**info, "state": "CRASHED"}}
     info = result.get("info") if isinstance(result.get("info"), dict) else {}
-    loss = result.get("loss")
-    failed = info.get("status") == "failed" or not isinstance(loss, (int, float)) or loss != loss \
-        or loss in (float("inf"), float("-inf"))
+    failed = info.get("status") == "failed" or is_failure(result)
     state = FAILURE_STATES.get(info.get("reason"), "CRASHED") if failed else "SUCCESS"
     return {**result, "info": {**info, "state": state}}
 
