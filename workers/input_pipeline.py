@@ -73,22 +73,25 @@ def build_pipeline(
         return _build(cfg, splits, classifier, settings, seed, dict(options or {}))
     except OSError as exc:
         logger.warning("input caches unavailable (%s); loading images one by one", exc)
-        workers = loader_workers(options, settings.device)
-        subsets = {"train": splits.train, "val": splits.val, "test": splits.test}
-        loaders = {name: ImageLoader(subset, cfg.batch_size, name == "train", settings, workers, seed)
-                   for name, subset in subsets.items()}
-        return InputPipeline(loaders, classifier, "images")
+        return _images(cfg, splits, classifier, settings, seed, loader_workers(options, settings.device))
+
+
+def _images(cfg: ClassifierConfig, splits: Splits, classifier: ClassifierModel, settings: TrainingSettings, seed: int,
+            workers: int) -> InputPipeline:
+    """The per-image path: a :class:`ImageLoader` per split."""
+    subsets = {"train": splits.train, "val": splits.val, "test": splits.test}
+    loaders = {name: ImageLoader(subset, cfg.batch_size, name == "train", settings, workers, seed)
+               for name, subset in subsets.items()}
+    return InputPipeline(loaders, classifier, "images")
 
 
 def _build(cfg: ClassifierConfig, splits: Splits, classifier: ClassifierModel, settings: TrainingSettings, seed: int,
            options: dict) -> InputPipeline:
     workers = loader_workers(options, settings.device)
-    subsets = {"train": splits.train, "val": splits.val, "test": splits.test}
     if cfg.decoded_cache == "off" and not (cfg.regime == "frozen" and cfg.feature_cache == "auto"):
-        loaders = {name: ImageLoader(subset, cfg.batch_size, name == "train", settings, workers, seed)
-                   for name, subset in subsets.items()}
-        return InputPipeline(loaders, classifier, "images")
+        return _images(cfg, splits, classifier, settings, seed, workers)
     cache_dir = resolve_cache_dir(options)
+    subsets = {"train": splits.train, "val": splits.val, "test": splits.test}
     decoded = {name: _decoded(subset, cfg.image_size, cache_dir, workers) for name, subset in subsets.items()}
     if cfg.regime == "frozen" and cfg.feature_cache == "auto":
         sample = BatchAugment("none")(decoded["val"][0][[0, min(1, len(decoded["val"][0]) - 1)]][0])
@@ -104,9 +107,7 @@ def _build(cfg: ClassifierConfig, splits: Splits, classifier: ClassifierModel, s
             return InputPipeline(loaders, head_classifier(classifier), "features")
         logger.info("feature cache: %s does not split into backbone and head; training on images", cfg.model)
     if cfg.decoded_cache == "off":
-        loaders = {name: ImageLoader(subset, cfg.batch_size, name == "train", settings, workers, seed)
-                   for name, subset in subsets.items()}
-        return InputPipeline(loaders, classifier, "images")
+        return _images(cfg, splits, classifier, settings, seed, workers)
     loaders = {}
     for name, (images, _) in decoded.items():
         augment = BatchAugment(cfg.augmentation if name == "train" else "none")
