@@ -42,17 +42,17 @@ from workers.batch_augment import BatchAugment
 from workers.decoded_cache import DecodedImages
 from workers.devices import TrainingSettings
 from workers.models import ClassifierModel
+from workers.regimes import classifier_block
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 FEATURE_BATCH = 64
-FEATURE_CACHE_CHOICES = ("auto", "off")
 
 
 def trainable_child(classifier: ClassifierModel) -> str:
     """Name of the top-level child that trains in the frozen regime (``fc``, ``classifier``, ...)."""
-    return classifier.head_name.split(".")[0]
+    return classifier_block(classifier.head_name)
 
 
 @contextlib.contextmanager
