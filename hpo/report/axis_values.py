@@ -15,6 +15,11 @@ def categories(column: pd.Series, hp: Hyperparameter) -> list:
     return [*seen, *extra]
 
 
+def budget_title(report: RunReport) -> str:
+    """``budget [epochs]`` for the image classifier, plain ``budget`` for jobs whose unit is unknown."""
+    return "budget [epochs]" if report.run.metadata.get("job", "image_classifier") == "image_classifier" else "budget"
+
+
 def loss_title(report: RunReport) -> str:
     """``loss (val loss)``: the loss axis' title, naming the metric the jobs minimised when known."""
     metric = report.run.loss_metric

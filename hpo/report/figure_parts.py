@@ -1,5 +1,5 @@
 """What every plotly figure of :mod:`hpo.report.figures` shares: colours and markers, the sample
-of results a chart draws, the loss axis' title and headroom, placeholders and the common style.
+of results a chart draws, the loss axis' headroom, placeholders and the common style.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from hpo.report.loss_scale import LossScale
-from hpo.report.tables import RunReport
 
 #: Most results drawn per chart (a fixed random sample beyond, failures always kept): keeps the
 #: figures of huge logs small enough to redraw every few seconds.
@@ -34,21 +33,10 @@ def sample_results(results: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFra
     return pd.concat([kept, failed.head(limit)]).sort_index()
 
 
-
-
 def headroom(axis: LossScale) -> list[float]:
     """The axis range with room above its edge, where outliers and failed jobs are drawn whole."""
     low, high = axis.plotly_range
     return [low, high + 0.04 * (high - low)]
-
-
-
-
-def budget_title(report: RunReport) -> str:
-    """``budget [epochs]`` for the image classifier, plain ``budget`` for jobs whose unit is unknown."""
-    return "budget [epochs]" if report.run.metadata.get("job", "image_classifier") == "image_classifier" else "budget"
-
-
 
 
 def jitter(count: int, log: bool, seed: int = 0) -> np.ndarray:

@@ -18,9 +18,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from hpo.report.axis_values import categories, loss_title, time_unit
+from hpo.report.axis_values import budget_title, categories, loss_title, time_unit
 from hpo.report.figure_parts import (
-    COLOURS, FAILED_COLOUR, FAILED_SYMBOL, OUTLIER_SYMBOL, PLOT_CONFIG, STATUS_COLOURS, budget_title, empty_figure,
+    COLOURS, FAILED_COLOUR, FAILED_SYMBOL, OUTLIER_SYMBOL, PLOT_CONFIG, STATUS_COLOURS, empty_figure,
     headroom, jitter, sample_results, styled,
 )
 from hpo.report.formatting import budget_text
@@ -46,8 +46,9 @@ def incumbent_over_time(report: RunReport) -> go.Figure:
     """Best loss at the highest budget evaluated so far, against wall time since the start."""
     trajectory = report.trajectory
     longest = float(trajectory["wall_time"].max()) if len(trajectory) else 0.0
-    unit, scale = time_unit(max(longest, _run_span(report)))
-    figure = _incumbent(report, trajectory["wall_time"] / scale, _run_span(report) / scale)
+    span = _run_span(report)
+    unit, scale = time_unit(max(longest, span))
+    figure = _incumbent(report, trajectory["wall_time"] / scale, span / scale)
     figure.update_layout(title="Incumbent loss over wall time", xaxis_title=f"wall time since the run started [{unit}]")
     return figure
 
@@ -220,7 +221,7 @@ def failures_by_reason(report: RunReport) -> go.Figure:
     failed = report.run.results[report.run.results["status"] != "ok"]
     failed = failed.assign(status=[result_status(s, r) for s, r in zip(failed["status"], failed["reason"])])
     counts = failed.groupby(["status", "reason"]).size().reset_index(name="jobs") if len(failed) else pd.DataFrame()
-    attempts = read_attempts(report.run.directory)
+    attempts = report.status.lost_attempts if report.status is not None else read_attempts(report.run.directory)
     lost = attempts["reason"].fillna("worker lost").astype(str).value_counts().to_dict() if len(attempts) else {}
     if counts.empty and not lost:
         return empty_figure("Failures", "no failed job")

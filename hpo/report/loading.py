@@ -340,7 +340,8 @@ def _results_frame(
 
 #: ``info`` keys that are not measurements (or are already columns).
 _NOT_METRICS = frozenset({*INFO_NUMBERS, "epochs_trained", "budget", "attempt", "history", "status", "reason",
-                          "message", "loss_metric", "lost_attempts", "attempts", "previous_budget"})
+                          "message", "loss_metric", "lost_attempts", "attempts", "previous_budget", "loss",
+                          "config_id", "iteration"})
 
 
 def _extra_metrics(infos: list[dict]) -> list[str]:
@@ -350,7 +351,7 @@ def _extra_metrics(infos: list[dict]) -> list[str]:
         for key, value in info.items():
             if key not in found and key not in _NOT_METRICS and type(value) in (int, float):
                 found[key] = None
-    return [key for key in found if key not in ("loss", "config_id", "iteration")]
+    return list(found)
 
 
 def _numbers(values: list[Any]) -> np.ndarray:

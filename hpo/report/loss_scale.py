@@ -52,18 +52,18 @@ class LossScale:
 
     def shown(self, values: Iterable[float]) -> np.ndarray:
         """``values`` with anything above the upper limit moved to :attr:`edge` (to be drawn there)."""
-        array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
+        array = _floats(values)
         return np.where(array > self.limits[1], self.edge, array)
 
     def is_outlier(self, values: Iterable[float]) -> np.ndarray:
         """Which of ``values`` (any values, not only those the scale was made from) lie above the axis."""
-        array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
+        array = _floats(values)
         return np.isfinite(array) & (array > self.limits[1])
 
 
 def loss_scale(losses: Iterable[float]) -> LossScale:
     """Decide the loss axis for ``losses`` (NaN and infinite values are ignored)."""
-    values = np.asarray(list(losses) if not isinstance(losses, np.ndarray) else losses, dtype=float)
+    values = _floats(losses)
     finite = np.isfinite(values)
     data = values[finite]
     if data.size == 0:
@@ -91,3 +91,7 @@ def loss_scale(losses: Iterable[float]) -> LossScale:
     mask = np.zeros(values.shape, dtype=bool)
     mask[finite] = outlying
     return LossScale(log, limits, mask, edge)
+
+
+def _floats(values: Iterable[float]) -> np.ndarray:
+    return np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hpo.errors import UserError
-from hpo.report.axis_values import categories, loss_title, time_unit
+from hpo.report.axis_values import budget_title, categories, loss_title, time_unit
 from hpo.report.loading import Hyperparameter, parse_history
 from hpo.report.loss_scale import LossScale, loss_scale
 from hpo.report.tables import RunReport, successful
@@ -153,8 +153,7 @@ def loss_vs_budget_figure(report: RunReport) -> "Figure":
     axes.set_xticks(budgets, [_budget_label(b) for b in budgets])
     axes.minorticks_off() if log_x else None
     _apply_loss_scale(axes, losses)
-    axes.set(xlabel="budget [epochs]" if report.run.metadata.get("job", "image_classifier") == "image_classifier" else "budget",
-             ylabel=loss_title(report), title=f"{report.name}: loss against budget, every result")
+    axes.set(xlabel=budget_title(report), ylabel=loss_title(report), title=f"{report.name}: loss against budget, every result")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small", loc="upper right")
     return figure
@@ -293,8 +292,6 @@ def _sample(results: pd.DataFrame) -> pd.DataFrame:
     return results.sample(MAX_POINTS, random_state=0) if len(results) > MAX_POINTS else results
 
 
-
-
 def _apply_loss_scale(axes: "Axes", losses: LossScale) -> None:
     """Put ``losses``' scale and limits on the y axis."""
     if losses.log:
@@ -328,14 +325,10 @@ def _positions(x: np.ndarray, hp: Hyperparameter, column: pd.Series, rng: np.ran
     return _categorical_positions(x, hp, column, rng)
 
 
-
-
 def _budget_label(budget: Optional[float]) -> str:
     if budget is None:
         return "-"
     return str(int(budget)) if float(budget).is_integer() else f"{budget:g}"
-
-
 
 
 def _categorical_positions(x: np.ndarray, hp: Hyperparameter, column: pd.Series, rng: np.random.Generator) -> np.ndarray:

@@ -67,7 +67,7 @@ def trials_frame(run: RunLog) -> pd.DataFrame:
         if name not in ("epochs", "wall_time"):
             frame[name] = results[name].to_numpy()
     for name in results.columns:
-        if name not in _NOT_EXTRA and name not in frame.columns and name not in ("epochs_trained",):
+        if name not in _NOT_EXTRA and name not in frame.columns:
             frame[name] = results[name].to_numpy()
     frame["status"] = [result_status(s, r) for s, r in zip(results["status"], results["reason"])]
     frame["reason"] = results["reason"].to_numpy()
@@ -109,8 +109,7 @@ def trials_json(table: pd.DataFrame) -> str:
     from hpo.report.formatting import json_safe
 
     records = _with_iso_times(table).to_dict(orient="records")
-    rows = [{key: (None if _missing(value) else value) for key, value in row.items()} for row in records]
-    return json.dumps(json_safe(rows), indent=1, allow_nan=False) + "\n"
+    return json.dumps(json_safe(records), indent=1, allow_nan=False) + "\n"
 
 
 def _with_iso_times(table: pd.DataFrame) -> pd.DataFrame:
@@ -119,7 +118,3 @@ def _with_iso_times(table: pd.DataFrame) -> pd.DataFrame:
         if name in table.columns:
             table[name] = [None if pd.isna(t) else t.isoformat() for t in table[name]]
     return table
-
-
-def _missing(value: object) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
