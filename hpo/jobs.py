@@ -34,6 +34,10 @@ from hpo.errors import UserError
 
 DEFAULT_JOB = "image_classifier"
 
+#: Failure reasons that mean the user's input is wrong (the configuration, the job, its data or
+#: weights) rather than the training (diverged, oom).
+SETUP_REASONS = ("config", "job", "data", "weights", "images")
+
 #: Jobs shipped with the project, usable even when the package is not installed
 #: (entry points then do not exist, e.g. when running from a source tree).
 BUILTIN_JOBS = {

@@ -35,12 +35,10 @@ from typing import Callable, Optional
 from hpbandster.core.result import Result
 
 from hpo.checkpoints import CheckpointKeeper
-from hpo.jobs import is_failure
-from hpo.progress import ProgressCounts  # noqa: F401 (its home was here)
+from hpo.jobs import SETUP_REASONS, is_failure
+from hpo.progress import ProgressCounts
 from hpo.run_plan import brackets_of
 
-#: Failure reasons that mean the user's input is wrong rather than the training (diverged, oom).
-SETUP_REASONS = ("config", "job", "data", "weights", "images")
 #: Results failed for one setup reason, with none succeeded, after which a run stops.
 FAIL_FAST_AFTER = 3
 

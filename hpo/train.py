@@ -15,15 +15,12 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, TextIO
 
 from hpo.errors import UserError
-from hpo.jobs import JobContext, is_failure, load_job
+from hpo.jobs import SETUP_REASONS, JobContext, is_failure, load_job
 from hpo.run_plan import epochs_for_budget
 from hpo.space import load_space
 from hpo.values import to_json_safe
 
 logger = logging.getLogger("hpo")
-
-#: Failure reasons that mean the user's input is wrong rather than the training (diverged, oom).
-USER_FAILURES = {"config", "weights", "data", "images"}
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -124,7 +121,7 @@ def run_train(space_path: str, *, budget: Optional[float], overrides: Mapping[st
     reason, message = info.get("reason", "error"), info.get("message", "no result")
     print(f"hpo: job failed ({reason}): {message}", file=err)
     # the user's input (a value, the weights, the data) is wrong: exit 2 as for any bad input
-    return 2 if reason in USER_FAILURES else 1
+    return 2 if reason in SETUP_REASONS else 1
 
 
 def parse_set(items: Sequence[str]) -> dict:
