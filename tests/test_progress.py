@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -162,7 +163,14 @@ def test_the_bar_shows_on_a_terminal_that_reports_no_size(monkeypatch):
         progress.close()
         stream.flush()
         os.set_blocking(leader, False)
-        shown = os.read(leader, 65536).decode("utf-8", "replace")
+        received = b""  # a pty hands its data over in pieces: read until the bar is there (5 s at most)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (b"iteration 2/2" in received and b"12/36" in received):
+            try:
+                received += os.read(leader, 65536)
+            except BlockingIOError:
+                time.sleep(0.05)
+        shown = received.decode("utf-8", "replace")
     finally:
         stream.close()
         os.close(leader)
