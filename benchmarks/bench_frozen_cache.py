@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -59,21 +60,24 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="hpo-bench-frozen-"))
     cache_dir = args.cache_dir or str(work / "cache")
-    print(f"CPU, torch threads {torch.get_num_threads()}, {args.epochs} epochs, 600 training images, batch 32\n")
-    print("| model | size | epoch, no cache (s) | epoch, cached (s) | per epoch | job, no cache (s) | job, cold cache (s) | job, warm cache (s) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for model in args.models.split(","):
-        torch.manual_seed(0)
-        weights = str(work / f"{model}.pth")
-        torch.save(torchvision.models.get_model(model).state_dict(), weights)
-        for size in (int(s) for s in args.sizes.split(",")):
-            off = _job(model, weights, size, args.epochs, "off", cache_dir, (0, 0, 1))  # also builds the decoded cache
-            cold = _job(model, weights, size, args.epochs, "auto", cache_dir, (0, 0, 2))
-            warm = _job(model, weights, size, args.epochs, "auto", cache_dir, (0, 0, 3))
-            epoch_off, epoch_on = _per_epoch(off), _per_epoch(warm)
-            print(f"| {model} | {size} | {epoch_off:.2f} | {epoch_on:.3f} | {epoch_off / epoch_on:.0f}x | "
-                  f"{off['wall_time']:.1f} | {cold['wall_time']:.1f} | {warm['wall_time']:.1f} |", flush=True)
+    try:
+        print(f"CPU, torch threads {torch.get_num_threads()}, {args.epochs} epochs, 600 training images, batch 32\n")
+        print("| model | size | epoch, no cache (s) | epoch, cached (s) | per epoch | job, no cache (s) | job, cold cache (s) | job, warm cache (s) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for model in args.models.split(","):
+            torch.manual_seed(0)
+            weights = str(work / f"{model}.pth")
+            torch.save(torchvision.models.get_model(model).state_dict(), weights)
+            for size in (int(s) for s in args.sizes.split(",")):
+                off = _job(model, weights, size, args.epochs, "off", cache_dir, (0, 0, 1))  # also builds the decoded cache
+                cold = _job(model, weights, size, args.epochs, "auto", cache_dir, (0, 0, 2))
+                warm = _job(model, weights, size, args.epochs, "auto", cache_dir, (0, 0, 3))
+                epoch_off, epoch_on = _per_epoch(off), _per_epoch(warm)
+                print(f"| {model} | {size} | {epoch_off:.2f} | {epoch_on:.3f} | {epoch_off / epoch_on:.0f}x | "
+                      f"{off['wall_time']:.1f} | {cold['wall_time']:.1f} | {warm['wall_time']:.1f} |", flush=True)
 
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # state dicts and, without --cache-dir, the caches
 
 if __name__ == "__main__":
     main()

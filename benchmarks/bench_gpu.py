@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -79,27 +80,30 @@ def main() -> int:
     settings = training_settings(device)
     apply_global_settings(settings)
     cache_dir = tempfile.mkdtemp(prefix="hpo-bench-gpu-")
-    print(f"device: {device_name(device)}, AMP {settings.amp_dtype}, batch {args.batch_size}, {args.size} px, "
-          f"augmentation {args.augmentation}, loader workers {loader_workers({}, device)}, {args.steps} timed steps\n")
-    print("| model | regime | input | synthetic images/s | real images/s | real / synthetic |")
-    print("|---|---|---|---|---|---|")
-    data = load_digits()
-    splits = make_splits(data, train_transform(args.size, args.augmentation), eval_transform(args.size))
-    synthetic = [(torch.randn(args.batch_size, 3, args.size, args.size, device=device),
-                  torch.randint(0, data.num_classes, (args.batch_size,), device=device))]
-    for model in args.models.split(","):
-        for regime, feature_cache in (("finetune", "off"), ("frozen", "off"), ("frozen", "auto")):
-            torch.manual_seed(0)
-            classifier = build_model(model, data.num_classes, "none", regime)
-            synthetic_rate = _rate(classifier, synthetic, settings, args.steps, args.batch_size)
-            cfg = read_config({"model": model, "regime": regime, "image_size": args.size, "batch_size": args.batch_size,
-                               "augmentation": args.augmentation, "feature_cache": feature_cache})
-            pipeline = build_pipeline(cfg, splits, classifier, settings, seed=0, options={"cache_dir": cache_dir})
-            real_rate = _rate(pipeline.classifier, pipeline.loaders["train"], settings, args.steps, args.batch_size)
-            print(f"| {model} | {regime} | {pipeline.path} | {synthetic_rate:.0f} | {real_rate:.0f} | "
-                  f"{real_rate / synthetic_rate:.0%} |", flush=True)
-            del classifier, pipeline
-            torch.cuda.empty_cache()
+    try:
+        print(f"device: {device_name(device)}, AMP {settings.amp_dtype}, batch {args.batch_size}, {args.size} px, "
+              f"augmentation {args.augmentation}, loader workers {loader_workers({}, device)}, {args.steps} timed steps\n")
+        print("| model | regime | input | synthetic images/s | real images/s | real / synthetic |")
+        print("|---|---|---|---|---|---|")
+        data = load_digits()
+        splits = make_splits(data, train_transform(args.size, args.augmentation), eval_transform(args.size))
+        synthetic = [(torch.randn(args.batch_size, 3, args.size, args.size, device=device),
+                      torch.randint(0, data.num_classes, (args.batch_size,), device=device))]
+        for model in args.models.split(","):
+            for regime, feature_cache in (("finetune", "off"), ("frozen", "off"), ("frozen", "auto")):
+                torch.manual_seed(0)
+                classifier = build_model(model, data.num_classes, "none", regime)
+                synthetic_rate = _rate(classifier, synthetic, settings, args.steps, args.batch_size)
+                cfg = read_config({"model": model, "regime": regime, "image_size": args.size, "batch_size": args.batch_size,
+                                   "augmentation": args.augmentation, "feature_cache": feature_cache})
+                pipeline = build_pipeline(cfg, splits, classifier, settings, seed=0, options={"cache_dir": cache_dir})
+                real_rate = _rate(pipeline.classifier, pipeline.loaders["train"], settings, args.steps, args.batch_size)
+                print(f"| {model} | {regime} | {pipeline.path} | {synthetic_rate:.0f} | {real_rate:.0f} | "
+                      f"{real_rate / synthetic_rate:.0%} |", flush=True)
+                del classifier, pipeline
+                torch.cuda.empty_cache()
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
     return 0
 
 

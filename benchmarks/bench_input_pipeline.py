@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -113,51 +114,56 @@ def main() -> None:
         batch_augment._empty_float = lambda shape, device: torch.empty(shape, dtype=torch.float32, device=device)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="hpo-bench-cache-")
-    data = load_digits()
-    print(f"device: {device}, torch threads: {torch.get_num_threads()}, size {args.size} px, batch {args.batch_size}, "
-          f"PIL loader workers {args.workers}, {args.rounds} rounds of {args.batches} batches\n")
-    splits = make_splits(data, train_transform(args.size), eval_transform(args.size))
-    train = splits.train
-    start = time.perf_counter()
-    decoded = decoded_split(train.images, train.indices, train.targets, args.size, cache_dir)
-    built = time.perf_counter() - start
-    start = time.perf_counter()
-    decoded_split(train.images, train.indices, train.targets, args.size, cache_dir)
-    mapped = time.perf_counter() - start
-    print(f"decoded cache of {len(train)} images: built in {built:.2f} s ({len(train) / built:.0f} images/s), "
-          f"mapped again in {mapped * 1000:.1f} ms, {decoded.pixels.nbytes / 2**20:.0f} MiB\n")
-    cpu_note = "" if args.workers == 0 and device.type == "cpu" else " (this thread only: not the loader processes' or the GPU's work)"
-    print(f"Images/s, median of the rounds; CPU: per CPU second of the benchmark's thread{cpu_note}.\n")
-    print("| augmentation | PIL path images/s | decoded + batched images/s | speed-up (median, range) "
-          "| PIL path images/CPU s | decoded + batched images/CPU s | CPU speed-up (median, range) "
-          "| page faults a batch (mean), PIL / batched |")
-    print("|---|---|---|---|---|---|---|---|")
-    for augmentation in ("none", "all"):
-        pil_splits = make_splits(data, train_transform(args.size, augmentation), eval_transform(args.size))
-        pil = ImageLoader(pil_splits.train, args.batch_size, True, training_settings(torch.device("cpu")), args.workers, seed=0)
-        batched = BatchLoader(decoded, args.batch_size, True, device, seed=0, transform=BatchAugment(augmentation))
-        for loader in (pil, batched):  # one epoch each first: the memory map's pages, the allocator's pools
-            for _ in loader:
-                pass
-        pil_rates, batched_rates = [], []
-        for _ in range(args.rounds):
-            pil_rates.append(images_per_second(pil, args.batches, torch.device("cpu")))
-            batched_rates.append(images_per_second(batched, args.batches, device))
-        cells = []
-        for kind in (0, 1):  # wall, CPU
-            pil_kind, batched_kind = [r[kind] for r in pil_rates], [r[kind] for r in batched_rates]
-            ratios = [b / p for p, b in zip(pil_kind, batched_kind)]
-            cells += [f"{statistics.median(pil_kind):.0f}", f"{statistics.median(batched_kind):.0f}",
-                      f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f}x)"]
-        cells.append(f"{statistics.mean(r[2] for r in pil_rates):.0f} / {statistics.mean(r[2] for r in batched_rates):.0f}")
-        print(f"| {augmentation} | " + " | ".join(cells) + " |", flush=True)
-    print(f"\nPer batch of {args.batch_size} (median of 15, one batch):\n")
-    print("| step | wall ms | CPU ms |")
-    print("|---|---|---|")
-    for name, wall, cpu in step_times(decoded, args.batch_size, device):
-        print(f"| {name} | {wall:.1f} | {cpu:.1f} |")
+    scratch = None if args.cache_dir else tempfile.mkdtemp(prefix="hpo-bench-cache-")
+    cache_dir = args.cache_dir or scratch
+    try:
+        data = load_digits()
+        print(f"device: {device}, torch threads: {torch.get_num_threads()}, size {args.size} px, batch {args.batch_size}, "
+              f"PIL loader workers {args.workers}, {args.rounds} rounds of {args.batches} batches\n")
+        splits = make_splits(data, train_transform(args.size), eval_transform(args.size))
+        train = splits.train
+        start = time.perf_counter()
+        decoded = decoded_split(train.images, train.indices, train.targets, args.size, cache_dir)
+        built = time.perf_counter() - start
+        start = time.perf_counter()
+        decoded_split(train.images, train.indices, train.targets, args.size, cache_dir)
+        mapped = time.perf_counter() - start
+        print(f"decoded cache of {len(train)} images: built in {built:.2f} s ({len(train) / built:.0f} images/s), "
+              f"mapped again in {mapped * 1000:.1f} ms, {decoded.pixels.nbytes / 2**20:.0f} MiB\n")
+        cpu_note = "" if args.workers == 0 and device.type == "cpu" else " (this thread only: not the loader processes' or the GPU's work)"
+        print(f"Images/s, median of the rounds; CPU: per CPU second of the benchmark's thread{cpu_note}.\n")
+        print("| augmentation | PIL path images/s | decoded + batched images/s | speed-up (median, range) "
+              "| PIL path images/CPU s | decoded + batched images/CPU s | CPU speed-up (median, range) "
+              "| page faults a batch (mean), PIL / batched |")
+        print("|---|---|---|---|---|---|---|---|")
+        for augmentation in ("none", "all"):
+            pil_splits = make_splits(data, train_transform(args.size, augmentation), eval_transform(args.size))
+            pil = ImageLoader(pil_splits.train, args.batch_size, True, training_settings(torch.device("cpu")), args.workers, seed=0)
+            batched = BatchLoader(decoded, args.batch_size, True, device, seed=0, transform=BatchAugment(augmentation))
+            for loader in (pil, batched):  # one epoch each first: the memory map's pages, the allocator's pools
+                for _ in loader:
+                    pass
+            pil_rates, batched_rates = [], []
+            for _ in range(args.rounds):
+                pil_rates.append(images_per_second(pil, args.batches, torch.device("cpu")))
+                batched_rates.append(images_per_second(batched, args.batches, device))
+            cells = []
+            for kind in (0, 1):  # wall, CPU
+                pil_kind, batched_kind = [r[kind] for r in pil_rates], [r[kind] for r in batched_rates]
+                ratios = [b / p for p, b in zip(pil_kind, batched_kind)]
+                cells += [f"{statistics.median(pil_kind):.0f}", f"{statistics.median(batched_kind):.0f}",
+                          f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f}x)"]
+            cells.append(f"{statistics.mean(r[2] for r in pil_rates):.0f} / {statistics.mean(r[2] for r in batched_rates):.0f}")
+            print(f"| {augmentation} | " + " | ".join(cells) + " |", flush=True)
+        print(f"\nPer batch of {args.batch_size} (median of 15, one batch):\n")
+        print("| step | wall ms | CPU ms |")
+        print("|---|---|---|")
+        for name, wall, cpu in step_times(decoded, args.batch_size, device):
+            print(f"| {name} | {wall:.1f} | {cpu:.1f} |")
 
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 if __name__ == "__main__":
     main()
