@@ -12,7 +12,8 @@ import torchvision
 from hpo.jobs import is_failure
 from workers.image_classifier import execute, prepare
 from workers.models import ClassifierModel, build_model
-from workers.regimes import parameter_groups
+from workers.errors import JobSetupError
+from workers.regimes import apply_regime, parameter_groups
 from workers_helpers import context, tiny
 
 # the last two backbone stages of each model, as parameter-name prefixes (partial, trainable_blocks 2)
@@ -122,6 +123,20 @@ def test_frozen_resnet50_from_a_weights_file_trains_only_fc(resnet50_file):
     after = digests(job.classifier.model)
     assert [key for key in before if before[key] != after[key]] == ["fc.weight", "fc.bias"]
     assert result["info"]["trainable_params"] == 2048 * 10 + 10
+
+
+def test_densenet_partial_counts_dense_blocks_with_their_transitions():
+    model = torchvision.models.densenet121(num_classes=10)
+    assert apply_regime(model, "classifier", "partial", trainable_blocks=1) == \
+        "features.denseblock4+norm5, classifier"
+    trained = {name.split(".")[1] for name, p in model.named_parameters() if p.requires_grad and name.startswith("features.")}
+    assert trained == {"denseblock4", "norm5"}
+    model = torchvision.models.densenet121(num_classes=10)
+    apply_regime(model, "classifier", "partial", trainable_blocks=2)
+    trained = {name.split(".")[1] for name, p in model.named_parameters() if p.requires_grad and name.startswith("features.")}
+    assert trained == {"denseblock3", "transition3", "denseblock4", "norm5"}
+    with pytest.raises(JobSetupError, match="needs 1 to 4"):
+        apply_regime(torchvision.models.densenet121(num_classes=10), "classifier", "partial", trainable_blocks=5)
 
 
 def test_backbone_lr_scale_gives_the_backbone_its_share_of_lr_under_a_schedule():

@@ -13,8 +13,9 @@ rest. ``regime``:
   trains, and ``info["trains"]`` says so.
 * ``partial`` with ``trainable_blocks: N``: the classifier block and the last ``N`` stages of the
   backbone train (:func:`backbone_stages`: ResNet's ``layer4``, ``layer3``, ...; VGG's and
-  AlexNet's convolutional blocks, each ending at a ``MaxPool2d``; otherwise the children of a
-  ``features`` sequence that hold parameters).
+  AlexNet's convolutional blocks, each ending at a ``MaxPool2d``; DenseNet's dense blocks, each
+  with the transition or final norm after it; otherwise the children of a ``features`` sequence
+  that hold parameters).
 
 Frozen parts (:func:`frozen_subtrees`, at any depth) are put back in eval mode after every
 ``model.train()``, so their batch-norm running statistics stay as loaded (dropout layers hold no
@@ -53,6 +54,11 @@ def backbone_stages(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
                 stages.append((f"features[{start}:{index + 1}]", layers[start:index + 1]))
                 start = index + 1
         return stages
+    if isinstance(model, torchvision.models.DenseNet):  # a dense block with its transition (or the final norm5)
+        names = [name for name, _ in features.named_children()]
+        starts = [index for index, name in enumerate(names) if name.startswith("denseblock")]
+        return [(f"features.{'+'.join(names[start:end])}", layers[start:end])
+                for start, end in zip(starts, starts[1:] + [len(layers)])]
     return [(f"features.{index}", [layer]) for index, layer in enumerate(layers) if any(True for _ in layer.parameters())]
 
 
