@@ -163,8 +163,14 @@ class ServiceDispatcher(Dispatcher):
                 return
             expected = getattr(job, "ticket", None)
             if not isinstance(ticket, str) or expected is None or not hmac.compare_digest(ticket, expected):
-                self.logger.warning("DISPATCHER: dropped a result for job %r: it does not come from the worker "
-                                    "the job was dispatched to (%s)", job_id, job.worker_name)
+                late = _lost_attempt_of(job, ticket)
+                if late is not None:
+                    self.logger.warning("DISPATCHER: dropped a late result for job %r from attempt %d on %s, "
+                                        "declared lost (%s); attempt %d keeps the job", job_id, late["attempt"],
+                                        late["worker"], late["reason"], job.attempt)
+                else:
+                    self.logger.warning("DISPATCHER: dropped a result for job %r: it does not come from the worker "
+                                        "the job was dispatched to (%s)", job_id, job.worker_name)
                 return
             if not isinstance(result, dict) or not {"result", "exception"} <= set(result):
                 result = {"result": None, "exception": f"malformed result from {job.worker_name}"}
@@ -197,6 +203,7 @@ class ServiceDispatcher(Dispatcher):
             retry = job.attempt <= self.max_retries
             if retry:
                 del self.running_jobs[job.id]
+                job.lost_tickets = {**getattr(job, "lost_tickets", {}), job.ticket: record}  # to name late results
                 job.attempt += 1
                 job.ticket = None
                 self.waiting_jobs.put(job)
@@ -335,3 +342,13 @@ def dispatcher_class(cls: type) -> Iterator[None]:
             yield
         finally:
             hpbandster.core.master.Dispatcher = original
+
+
+def _lost_attempt_of(job: Job, ticket: object) -> Optional[dict]:
+    """The record of the lost attempt of ``job`` that was given ``ticket``, or None."""
+    if not isinstance(ticket, str):
+        return None
+    for lost_ticket, record in getattr(job, "lost_tickets", {}).items():
+        if isinstance(lost_ticket, str) and hmac.compare_digest(ticket, lost_ticket):
+            return record
+    return None

@@ -322,6 +322,37 @@ def test_a_forged_result_for_a_running_job_is_dropped(tmp_path, tls_dir, pyro_tl
     assert "no such job is running" in log
 
 
+def test_a_late_result_from_an_attempt_declared_lost_is_named_as_such_and_dropped(caplog):
+    """A frozen worker declared lost may wake and deliver: its old ticket no longer counts, and the log
+    says it is a late result (not a forgery); the retry's result finishes the job once."""
+    import logging
+
+    from hpbandster.core.dispatcher import Job
+
+    from hpo.dispatcher import ServiceDispatcher
+
+    finished = []
+    dispatcher = ServiceDispatcher(finished.append, run_id="late", nameserver="127.0.0.1", nameserver_port=1,
+                                   logger=logging.getLogger("test.dispatcher"))
+    job = Job((0, 0, 0), config={}, budget=1.0, working_directory=".")
+    job.worker_name, job.ticket, job.attempt = "frozen-host", "first-ticket", 1
+    dispatcher.running_jobs[job.id] = job
+    dispatcher._attempt_lost(job, "worker did not answer")
+    assert dispatcher.waiting_jobs.get_nowait() is job and job.attempt == 2
+    job.worker_name, job.ticket = "other-host", "second-ticket"  # handed out again
+    dispatcher.running_jobs[job.id] = job
+    late = {"result": {"loss": 1.0, "info": {}}, "exception": None}
+    with caplog.at_level(logging.WARNING, logger="test.dispatcher"):
+        dispatcher.register_result([0, 0, 0], late, "first-ticket")
+    assert not finished and job.id in dispatcher.running_jobs
+    assert "late result for job (0, 0, 0) from attempt 1 on frozen-host, declared lost (worker did not answer); " \
+           "attempt 2 keeps the job" in caplog.text
+    assert "does not come from the worker" not in caplog.text
+    dispatcher.register_result([0, 0, 0], {"result": {"loss": 2.0, "info": {}}, "exception": None}, "second-ticket")
+    assert finished == [job] and job.result["loss"] == 2.0
+    assert "first-ticket" not in str(job.lost_attempts)  # tickets stay out of the attempts log
+
+
 # --- bounded: bogus connections -----------------------------------------------------------------
 
 
