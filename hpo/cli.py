@@ -15,8 +15,9 @@ from typing import Optional, Sequence
 
 
 from hpo.cli_parser import build_parser
-from hpo.cli_settings import _check_run_id, _master_settings, _space_and_run, _transport, _worker_options
+from hpo.cli_settings import master_settings, space_and_run, transport_from_args, worker_options
 from hpo.errors import UserError
+from hpo.names import check_run_id
 from hpo.network import parse_address
 
 logger = logging.getLogger("hpo")
@@ -59,8 +60,8 @@ def interrupted_message(results_dir: str, jobs_in_flight: Optional[int], command
 def cmd_run(args: argparse.Namespace) -> int:
     from hpo.launcher import run_local
 
-    space, run_id, results, resume = _space_and_run(args)
-    settings = _master_settings(space, args, run_id, results, ("127.0.0.1", 0), "127.0.0.1", args.workers, resume)
+    space, run_id, results, resume = space_and_run(args)
+    settings = master_settings(space, args, run_id, results, ("127.0.0.1", 0), "127.0.0.1", args.workers, resume)
     worker_args = ["--space", args.space] if args.space else ["--job", space.job]
     if args.data_root:
         worker_args += ["--data-root", args.data_root]
@@ -104,8 +105,8 @@ def cmd_master(args: argparse.Namespace) -> int:
 
     if not args.resume and not args.run_id:
         raise UserError("--run-id is needed (the name workers use to find this master)")
-    space, run_id, results, resume = _space_and_run(args)
-    settings = _master_settings(space, args, run_id, results, parse_address(args.nameserver), args.host,
+    space, run_id, results, resume = space_and_run(args)
+    settings = master_settings(space, args, run_id, results, parse_address(args.nameserver), args.host,
                                 args.min_workers, resume)
     settings.nameserver_timeout = args.connect_timeout
     try:
@@ -127,10 +128,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
         space_job = load_space(args.space).job
     run_worker(WorkerSettings(
-        run_id=_check_run_id(args.run_id), nameserver_host=host, nameserver_port=port, host=args.host, job=args.job,
+        run_id=check_run_id(args.run_id), nameserver_host=host, nameserver_port=port, host=args.host, job=args.job,
         space_job=space_job, device=args.device, data_root=args.data_root, work_dir=args.work_dir,
         checkpoint_dir=args.checkpoint_dir,
-        options=_worker_options(args), nameserver_timeout=args.connect_timeout, transport=_transport(args),
+        options=worker_options(args), nameserver_timeout=args.connect_timeout, transport=transport_from_args(args),
         master_timeout=args.master_timeout,
     ))
     return 0
@@ -139,7 +140,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_nameserver(args: argparse.Namespace) -> int:
     from hpo.nameserver import serve_nameserver
 
-    serve_nameserver(args.host, args.port, _transport(args))
+    serve_nameserver(args.host, args.port, transport_from_args(args))
     return 0
 
 
@@ -166,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError("--indent: only with --json (it pretty-prints the JSON result)")
     return run_train(args.space, budget=args.budget, overrides=parse_set(args.set or []), job=args.job,
                      device=args.device, data_root=args.data_root, work_dir=args.work_dir,
-                     options=_worker_options(args), as_json=args.json, indent=args.indent)
+                     options=worker_options(args), as_json=args.json, indent=args.indent)
 
 
 def cmd_space_check(args: argparse.Namespace) -> int:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from hpo.errors import UserError
+from hpo.names import check_run_id
+
+if TYPE_CHECKING:
+    from hpo.master import MasterSettings
+    from hpo.resume import RunToResume
+    from hpo.space import BudgetSettings, SearchSpace
+    from hpo.transport import Transport
 
 
-def _checkpoint_settings(args: argparse.Namespace, resume) -> dict:
+def checkpoint_settings(args: argparse.Namespace, resume: Optional[RunToResume]) -> dict:
     """MasterSettings fields from the checkpoint flags (a resumed run keeps those of its run.json)."""
     given = [flag for flag, value in (("--checkpoint-dir", args.checkpoint_dir),
                                       ("--keep-checkpoints", args.keep_checkpoints),
@@ -33,7 +40,8 @@ def _checkpoint_settings(args: argparse.Namespace, resume) -> dict:
             "keep_checkpoints": args.keep_checkpoints or "best"}
 
 
-def _transport(args: argparse.Namespace):
+def transport_from_args(args: argparse.Namespace) -> Transport:
+    """The transport of --tls / --insecure (TLS from $HPO_TLS_DIR when neither is given)."""
     from hpo.transport import Transport
 
     if args.tls and args.insecure:
@@ -41,7 +49,8 @@ def _transport(args: argparse.Namespace):
     return Transport(tls_dir=args.tls, insecure=args.insecure)
 
 
-def _worker_options(args: argparse.Namespace) -> dict:
+def worker_options(args: argparse.Namespace) -> dict:
+    """The job options a worker's flags set (``loader_workers``, ``strict_images``)."""
     options = {}
     if args.loader_workers is not None:
         options["loader_workers"] = args.loader_workers
@@ -50,7 +59,8 @@ def _worker_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _budget(space, args):
+def budget_from_args(space: SearchSpace, args: argparse.Namespace) -> BudgetSettings:
+    """The space's budget with the command line's overrides; checks --seed."""
     from hpo.master import with_overrides
     from hpo.space import check_seed
 
@@ -60,19 +70,21 @@ def _budget(space, args):
                           iterations=args.iterations)
 
 
-def _master_settings(space, args, run_id: str, results: str, nameserver: tuple[str, int], host: Optional[str],
-                     min_workers: int, resume=None):
+def master_settings(space: SearchSpace, args: argparse.Namespace, run_id: str, results: str,
+                    nameserver: tuple[str, int], host: Optional[str], min_workers: int,
+                    resume: Optional[RunToResume] = None) -> MasterSettings:
+    """Everything the master needs, from the space, the flags and (when resuming) the run's run.json."""
     from hpo.master import MasterSettings
 
-    return MasterSettings(**_checkpoint_settings(args, resume),
+    return MasterSettings(**checkpoint_settings(args, resume),
         run_id=run_id, results_dir=results, nameserver_host=nameserver[0], nameserver_port=nameserver[1], host=host,
-        budget=_budget(space, args), optimizer=args.optimizer or "bohb", min_workers=min_workers, seed=args.seed,
-        ping_interval=args.ping_interval, show_progress=not args.no_progress, transport=_transport(args),
+        budget=budget_from_args(space, args), optimizer=args.optimizer or "bohb", min_workers=min_workers, seed=args.seed,
+        ping_interval=args.ping_interval, show_progress=not args.no_progress, transport=transport_from_args(args),
         max_retries=args.max_retries,
     )
 
 
-def _space_and_run(args: argparse.Namespace):
+def space_and_run(args: argparse.Namespace) -> tuple[SearchSpace, str, str, Optional[RunToResume]]:
     """(space, run id, results directory, run to resume or None) from SPACE or --resume."""
     from hpo.space import load_space
 
@@ -84,7 +96,7 @@ def _space_and_run(args: argparse.Namespace):
         space = load_space(args.space)
         from hpo.names import default_run_id
 
-        run_id = _check_run_id(args.run_id if args.run_id is not None else
+        run_id = check_run_id(args.run_id if args.run_id is not None else
                                default_run_id(space.name, time.strftime("%Y%m%d-%H%M%S")))
         return space, run_id, args.results or str(Path("results") / run_id), None
     from hpo.resume import load_run_to_resume
@@ -105,10 +117,5 @@ def _space_and_run(args: argparse.Namespace):
     args.seed = run.metadata.get("seed")
     args.min_budget, args.max_budget = run.metadata.get("min_budget"), run.metadata.get("max_budget")
     args.eta, args.iterations = run.metadata.get("eta"), run.metadata.get("iterations")
-    return run.space, _check_run_id(run_id), args.resume, run
+    return run.space, check_run_id(run_id), args.resume, run
 
-
-def _check_run_id(run_id: str, flag: str = "--run-id") -> str:
-    from hpo.names import check_run_id
-
-    return check_run_id(run_id, flag)
