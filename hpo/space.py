@@ -20,19 +20,19 @@ from ConfigSpace.util import deactivate_inactive_hyperparameters
 from hpo.errors import UserError
 from hpo.jobs import DEFAULT_JOB, job_problem
 from hpo.space_hyperparameters import (
-    _build_condition,
-    _build_forbidden,
-    _build_hyperparameter,
-    _check_cycles,
-    _check_name,
-    _coerce,
-    _explain_forbidden,
-    _is_number,
-    _leaf_conditions,
-    _legal_text,
-    _one_line,
-    _type_name,
+    build_condition,
+    build_forbidden,
+    build_hyperparameter,
+    check_cycles,
+    check_name,
     check_seed,
+    coerce_value,
+    explain_forbidden,
+    is_number,
+    leaf_conditions,
+    legal_text,
+    one_line,
+    type_name,
 )
 from hpo.space_yaml import load_yaml, parse_value
 from hpo.values import to_builtin
@@ -58,7 +58,7 @@ class BudgetSettings:
     def validate(self, where: str) -> "BudgetSettings":
         """Return self, or raise a UserError naming ``where`` (a file or the flags)."""
         for name, value in (("min", self.min_budget), ("max", self.max_budget), ("eta", self.eta)):
-            if not _is_number(value):
+            if not is_number(value):
                 raise UserError(f"{where}: budget.{name}: must be a finite number (got {value!r})")
         if not (self.min_budget > 0):
             raise UserError(f"{where}: budget.min: must be > 0 (got {self.min_budget:g})")
@@ -112,9 +112,9 @@ class SearchSpace:
                 job_text = f"; the job also reads: {', '.join(also)}" if also else ""
                 raise UserError(f"{self.path}: --set {name}: no such hyperparameter (known: {known}{job_text})")
             hp = self.configspace[name]
-            value = _coerce(hp, value)
+            value = coerce_value(hp, value)
             if not hp.legal_value(value):
-                raise UserError(f"{self.path}: --set {name}: {value!r} is not a legal value ({_legal_text(hp)})")
+                raise UserError(f"{self.path}: --set {name}: {value!r} is not a legal value ({legal_text(hp)})")
             values[name] = value
         # Fill defaults of hyperparameters that a new parent value activates, then drop inactive ones.
         for name, hp in self.configspace.items():
@@ -122,14 +122,14 @@ class SearchSpace:
         try:
             config = deactivate_inactive_hyperparameters(values, self.configspace)
         except (ValueError, KeyError) as exc:
-            raise UserError(f"{self.path}: --set: {_one_line(exc)}") from None
+            raise UserError(f"{self.path}: --set: {one_line(exc)}") from None
         for name in overrides:
             if name not in config:
                 raise UserError(f"{self.path}: --set {name}: inactive under the other values (see its 'when')")
         try:
             config.check_valid_configuration()
         except Exception as exc:  # ConfigSpace raises several error types (forbidden, illegal)
-            raise UserError(f"{self.path}: --set: {_one_line(exc)}") from None
+            raise UserError(f"{self.path}: --set: {one_line(exc)}") from None
         return to_builtin(dict(config))
 
     def _with_constants_open(self, overrides: Mapping[str, Any],
@@ -151,7 +151,7 @@ class SearchSpace:
                 opened[name] = value
                 del left[name]
                 continue
-            if _type_name(self.configspace[name]) != "constant":
+            if type_name(self.configspace[name]) != "constant":
                 continue
             current = self.configspace[name].default_value
             if value == current:
@@ -211,27 +211,27 @@ def _build_space(data: Any, where: str) -> SearchSpace:
     cs = CS.ConfigurationSpace(seed=seed)
     conditions: list[tuple[str, Any]] = []
     for name, spec in hyperparameters.items():
-        _check_name(name, where)
-        hp, when = _build_hyperparameter(name, spec, where)
+        check_name(name, where)
+        hp, when = build_hyperparameter(name, spec, where)
         cs.add(hp)
         if when is not None:
             conditions.append((name, when))
-    built = [(name, _build_condition(cs, name, when, where)) for name, when in conditions]
-    _check_cycles(conditions, where)
+    built = [(name, build_condition(cs, name, when, where)) for name, when in conditions]
+    check_cycles(conditions, where)
     for name, condition in built:
         try:
             cs.add(condition)
         except (ValueError, TypeError) as exc:
-            raise UserError(f"{where}: {name}: when: {_one_line(exc)}") from None
-    clauses = [_build_forbidden(cs, entry, f"forbidden[{index}]", where)
+            raise UserError(f"{where}: {name}: when: {one_line(exc)}") from None
+    clauses = [build_forbidden(cs, entry, f"forbidden[{index}]", where)
                for index, entry in enumerate(data.get("forbidden") or [])]
     for index, clause in enumerate(clauses):
         try:
             cs.add(clause)
         except ForbiddenValueError:
-            raise UserError(f"{where}: {_explain_forbidden(cs, clauses, index)}") from None
+            raise UserError(f"{where}: {explain_forbidden(cs, clauses, index)}") from None
         except (ValueError, TypeError) as exc:
-            raise UserError(f"{where}: forbidden[{index}]: {_one_line(exc)}") from None
+            raise UserError(f"{where}: forbidden[{index}]: {one_line(exc)}") from None
 
     return SearchSpace(
         path=where,
@@ -249,14 +249,14 @@ def describe_hyperparameters(cs: CS.ConfigurationSpace) -> list[dict]:
     """Name, type, scale, range or choices and conditions of every hyperparameter."""
     parents: dict[str, list[dict]] = {}
     for condition in cs.conditions:
-        for leaf in _leaf_conditions(condition):
+        for leaf in leaf_conditions(condition):
             values = getattr(leaf, "values", None)
             if values is None:
                 values = [leaf.value]
             parents.setdefault(leaf.child.name, []).append({"parent": leaf.parent.name, "values": list(values)})
     entries = []
     for name, hp in cs.items():
-        entry: dict[str, Any] = {"name": name, "type": _type_name(hp), "log": bool(getattr(hp, "log", False))}
+        entry: dict[str, Any] = {"name": name, "type": type_name(hp), "log": bool(getattr(hp, "log", False))}
         entry["searched"] = entry["type"] != "constant"
         if entry["type"] in ("float", "int"):
             entry["low"], entry["high"] = hp.lower, hp.upper
@@ -284,7 +284,7 @@ def _parse_budget(budget: Any, where: str) -> BudgetSettings:
     values = {}
     for key, attr in (("min", "min_budget"), ("max", "max_budget"), ("eta", "eta")):
         value = budget.get(key, getattr(defaults, attr))
-        if not _is_number(value):
+        if not is_number(value):
             raise UserError(f"{where}: budget.{key}: must be a number (got {value!r})")
         values[attr] = float(value)
     iterations = budget.get("iterations", defaults.iterations)

@@ -40,7 +40,7 @@ def check_seed(value: Any, where: str) -> int:
     return value
 
 
-def _check_name(name: Any, where: str) -> None:
+def check_name(name: Any, where: str) -> None:
     if not isinstance(name, str):
         raise UserError(f"{where}: {name!r}: hyperparameter names must be strings")
     if not name.strip():
@@ -50,7 +50,7 @@ def _check_name(name: Any, where: str) -> None:
                         f"characters (line breaks, tabs)")
 
 
-def _check_cycles(conditions: list[tuple[str, Any]], where: str) -> None:
+def check_cycles(conditions: list[tuple[str, Any]], where: str) -> None:
     """Refuse ``when`` conditions that depend on each other in a circle (a when b, b when a)."""
     parents = {child: [p for p in when if p != child] for child, when in conditions}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
@@ -120,7 +120,7 @@ def _describe_values(values: Mapping[str, Any]) -> str:
     return ", ".join(f"{name}={value}" for name, value in values.items())
 
 
-def _explain_forbidden(cs: CS.ConfigurationSpace, clauses: list, index: int) -> str:
+def explain_forbidden(cs: CS.ConfigurationSpace, clauses: list, index: int) -> str:
     """Why ConfigSpace refused forbidden[index], in words: it excludes every configuration (alone
     or with the others), or the default configuration."""
     if _excludes_everything(cs, [clauses[index]]):
@@ -139,11 +139,11 @@ def _explain_forbidden(cs: CS.ConfigurationSpace, clauses: list, index: int) -> 
             f"change a default or the clause")
 
 
-def _build_hyperparameter(name: str, spec: Any, where: str):
+def build_hyperparameter(name: str, spec: Any, where: str):
     try:
         return _make_hyperparameter(name, spec, where)
     except (ValueError, TypeError, OverflowError) as exc:  # ConfigSpace's own refusals, in one line
-        raise UserError(f"{where}: {name}: {_one_line(exc)}") from None
+        raise UserError(f"{where}: {name}: {one_line(exc)}") from None
 
 
 def _make_hyperparameter(name: str, spec: Any, where: str):
@@ -178,7 +178,7 @@ def _numeric(name: str, kind: str, spec: dict, where: str):
     for key in ("low", "high"):
         if key not in spec:
             raise UserError(f"{where}: {name}: {kind} range needs '{key}'")
-        if not _is_number(spec[key]):
+        if not is_number(spec[key]):
             raise UserError(f"{where}: {name}: {key} must be a number (got {spec[key]!r})")
         if kind == "int" and float(spec[key]) != int(spec[key]):
             raise UserError(f"{where}: {name}: int range needs whole-number bounds (got {key} {spec[key]!r})")
@@ -196,7 +196,7 @@ def _numeric(name: str, kind: str, spec: dict, where: str):
         raise UserError(f"{where}: {name}: log-scale range needs low > 0 (got {low:g})")
     default = spec.get("default")
     if default is not None:
-        if not _is_number(default):
+        if not is_number(default):
             raise UserError(f"{where}: {name}: default must be a number (got {default!r})")
         if not (low <= default <= high):
             raise UserError(f"{where}: {name}: default {default:g} outside range [{low:g}, {high:g}]")
@@ -231,7 +231,7 @@ def _categorical(name: str, spec: dict, where: str):
     weights = spec.get("weights")
     if weights is not None:
         if not isinstance(weights, list) or len(weights) != len(choices) or not all(
-            _is_number(w) and w >= 0 for w in weights
+            is_number(w) and w >= 0 for w in weights
         ) or not any(w > 0 for w in weights):
             raise UserError(f"{where}: {name}: weights must be one non-negative number per choice, not all zero")
     return CS.Categorical(name, choices, default=choices[0] if default is None else default, weights=weights)
@@ -267,7 +267,7 @@ def _possible_values(hp) -> Optional[list]:
     return None
 
 
-def _build_condition(cs: CS.ConfigurationSpace, child: str, when: dict, where: str):
+def build_condition(cs: CS.ConfigurationSpace, child: str, when: dict, where: str):
     leaves = []
     for parent, wanted in when.items():
         if parent not in cs:
@@ -284,7 +284,7 @@ def _build_condition(cs: CS.ConfigurationSpace, child: str, when: dict, where: s
                     f"{where}: {child}: when: {parent} cannot take {value!r} (its values: {possible})"
                 )
             if possible is None and not cs[parent].legal_value(value):
-                raise UserError(f"{where}: {child}: when: {parent} cannot take {value!r} ({_legal_text(cs[parent])})")
+                raise UserError(f"{where}: {child}: when: {parent} cannot take {value!r} ({legal_text(cs[parent])})")
         if len(values) == 1:
             leaves.append(CS.EqualsCondition(cs[child], cs[parent], values[0]))
         else:
@@ -292,7 +292,7 @@ def _build_condition(cs: CS.ConfigurationSpace, child: str, when: dict, where: s
     return leaves[0] if len(leaves) == 1 else CS.AndConjunction(*leaves)
 
 
-def _build_forbidden(cs: CS.ConfigurationSpace, entry: Any, key: str, where: str):
+def build_forbidden(cs: CS.ConfigurationSpace, entry: Any, key: str, where: str):
     if not isinstance(entry, dict) or not entry:
         raise UserError(f"{where}: {key}: must be a mapping of hyperparameter to value(s)")
     clauses = []
@@ -306,7 +306,7 @@ def _build_forbidden(cs: CS.ConfigurationSpace, entry: Any, key: str, where: str
             if value is None or isinstance(value, (list, dict)):
                 raise UserError(f"{where}: {key}: {name}: values must be scalars (got {value!r})")
             if not cs[name].legal_value(value):
-                raise UserError(f"{where}: {key}: {name} cannot take {value!r} ({_legal_text(cs[name])})")
+                raise UserError(f"{where}: {key}: {name} cannot take {value!r} ({legal_text(cs[name])})")
         if len(values) == 1:
             clauses.append(CS.ForbiddenEqualsClause(cs[name], values[0]))
         else:
@@ -314,14 +314,14 @@ def _build_forbidden(cs: CS.ConfigurationSpace, entry: Any, key: str, where: str
     return clauses[0] if len(clauses) == 1 else CS.ForbiddenAndConjunction(*clauses)
 
 
-def _leaf_conditions(condition) -> Iterable:
+def leaf_conditions(condition) -> Iterable:
     components = getattr(condition, "components", None)
     if components is None:
         return [condition]
-    return [leaf for component in components for leaf in _leaf_conditions(component)]
+    return [leaf for component in components for leaf in leaf_conditions(component)]
 
 
-def _type_name(hp) -> str:
+def type_name(hp) -> str:
     if isinstance(hp, CS.UniformFloatHyperparameter):
         return "float"
     if isinstance(hp, CS.UniformIntegerHyperparameter):
@@ -333,26 +333,26 @@ def _type_name(hp) -> str:
     return "constant"
 
 
-def _coerce(hp, value: Any) -> Any:
+def coerce_value(hp, value: Any) -> Any:
     """Make a --set value (parsed as YAML) fit the hyperparameter's type where that is lossless."""
-    if isinstance(hp, CS.UniformFloatHyperparameter) and _is_number(value):
+    if isinstance(hp, CS.UniformFloatHyperparameter) and is_number(value):
         return float(value)
-    if isinstance(hp, CS.UniformIntegerHyperparameter) and _is_number(value) and float(value) == int(value):
+    if isinstance(hp, CS.UniformIntegerHyperparameter) and is_number(value) and float(value) == int(value):
         return int(value)
     return value
 
 
-def _legal_text(hp) -> str:
+def legal_text(hp) -> str:
     possible = _possible_values(hp)
     if possible is not None:
         return f"values: {possible}"
     return f"range [{hp.lower:g}, {hp.upper:g}]"
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:300] + ("..." if len(text) > 300 else "")

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from hpo.errors import UserError
-from hpo.space_hyperparameters import _is_number, _one_line
+from hpo.space_hyperparameters import is_number, one_line
 
 #: Deepest nesting of lists and mappings a space file may have (a real one needs 5).
 MAX_NESTING = 32
@@ -61,7 +61,7 @@ def load_yaml(text: str, where: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
-        raise UserError(f"{where}: not valid YAML{line}: {_one_line(problem)}") from None
+        raise UserError(f"{where}: not valid YAML{line}: {one_line(problem)}") from None
     except RecursionError:  # not expected after the checks above; never a traceback
         raise UserError(f"{where}: not valid YAML: nested too deeply") from None
 
@@ -144,7 +144,7 @@ def _check_duplicate_keys(loader: "_Loader", node, path: str, where: str) -> Non
         key = loader.construct_object(key_node, deep=True)
         for other, line in seen:
             if type(other) is type(key) and other == key or (
-                    _is_number(other) and _is_number(key) and other == key):
+                    is_number(other) and is_number(key) and other == key):
                 inside = f" in {path}" if path else ""
                 raise UserError(f"{where}: line {key_node.start_mark.line + 1}: duplicate key {key!r}{inside} "
                                 f"(first at line {line}); YAML would keep only the last")
