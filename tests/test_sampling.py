@@ -367,7 +367,7 @@ def test_active_iterations_are_hpbandsters_without_rescanning_the_finished():
         if unfinished and rng.random() < 0.3:
             unfinished[int(rng.integers(len(unfinished)))].is_finished = True
         assert ours.active_iterations() == Master.active_iterations(theirs)
-    assert sum(it.is_finished for it in ours.iterations) > 20 and ours._finished_below > 0
+    assert sum(it.is_finished for it in ours.iterations) > 20 and ours._scan_start("active") > 0
     ours.iterations = [SimpleNamespace(is_finished=False)]  # a new list (a resumed run): scanned afresh
     assert ours.active_iterations() == [0]
 
