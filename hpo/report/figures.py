@@ -19,11 +19,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from hpo.report.axis_values import budget_title, categories, loss_title, time_unit
+from hpo.report.display import budget_text
 from hpo.report.figure_parts import (
     COLOURS, FAILED_COLOUR, FAILED_SYMBOL, OUTLIER_SYMBOL, PLOT_CONFIG, STATUS_COLOURS, empty_figure,
     headroom, jitter, sample_results, styled,
 )
-from hpo.report.formatting import budget_text
 from hpo.report.loading import Hyperparameter, parse_history, run_start_time
 from hpo.report.loss_scale import LossScale, loss_scale
 from hpo.report.parallel_coordinates import parallel_coordinates

@@ -16,8 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from hpo.report.axis_values import categories, loss_title
+from hpo.report.display import budget_text
 from hpo.report.figure_parts import empty_figure, sample_results, styled
-from hpo.report.formatting import budget_text
 from hpo.report.loading import Hyperparameter
 from hpo.report.loss_scale import loss_scale
 from hpo.report.tables import RunReport
