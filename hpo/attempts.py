@@ -12,7 +12,7 @@ import os
 import threading
 from pathlib import Path
 
-from hpo.results import append_log_line
+from hpo.durable_files import append_log_line
 
 ATTEMPTS_FILE = "attempts.json"
 

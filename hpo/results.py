@@ -8,8 +8,8 @@ disk, kept through a power cut or an OS crash) by a background thread within
 A new file's directory is synced at once. The master writes the lines while it holds its lock;
 the ``fsync`` (about 1 ms each) is kept out of it. So a power cut loses at most the lines of the
 last 50 ms or so, and the last line left may be torn (cut short, or ending in zeros):
-:func:`repair_torn_line` cuts it away before a run is resumed, and a resumed run runs the lost
-jobs again. ``run.json`` is replaced
+:func:`hpo.durable_files.repair_torn_line` cuts it away before a run is resumed, and a resumed
+run runs the lost jobs again. ``run.json`` is replaced
 atomically (a temporary file in the same directory, fsync, rename, fsync of the directory), so a
 reader sees the old metadata or the new, never half a file.
 
@@ -21,7 +21,6 @@ created with mode ``0666`` less the user's umask (``0644`` under the usual ``022
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import platform
@@ -34,6 +33,15 @@ from typing import Any, Mapping, Optional
 
 from hpbandster.core.result import json_result_logger
 
+from hpo.durable_files import (
+    append_log_line,
+    create_file,
+    first_line,
+    make_directory,
+    read_log_lines,
+    repair_torn_line,
+    replace_file,
+)
 from hpo.errors import UserError
 from hpo.jobs import is_failure
 from hpo.line_sync import LineSyncer
@@ -48,8 +56,6 @@ CONFIGSPACE_FILE = "configspace.json"  # ConfigSpace's own JSON of the run's spa
 #: any other failure is ``CRASHED``, a job that succeeded ``SUCCESS``.
 FAILURE_STATES = {"oom": "MEMOUT", "timeout": "TIMEOUT", "worker_lost": "TIMEOUT"}
 VERSIONED_PACKAGES = ("hpo", "hpbandster", "ConfigSpace", "Pyro4", "numpy", "pandas", "torch", "torchvision")
-
-_CHUNK = 1 << 20
 
 
 class ResultsLog(json_result_logger):
@@ -81,7 +87,7 @@ class ResultsLog(json_result_logger):
         else:
             check_free(directory)
         for path in (self.config_fn, self.results_fn):
-            _create_file(path)
+            create_file(path)
         self._syncer = LineSyncer((self.config_fn, self.results_fn))
 
     def new_config(self, config_id, config, config_info) -> None:
@@ -136,180 +142,6 @@ def write_configspace(directory: str | os.PathLike, configspace) -> Path:
     return replace_file(Path(directory) / CONFIGSPACE_FILE, buffer.getvalue().encode())
 
 
-# --- durable files --------------------------------------------------------------------------------
-
-
-def fsync_directory(directory: str | os.PathLike) -> None:
-    """Make a directory's entries (a new or renamed file) durable. A no-op where the file system
-    cannot sync a directory."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _create_file(path: str | os.PathLike) -> bool:
-    """Create ``path`` empty (mode 0666 less the umask) unless it exists; True when it was made.
-    A new file's directory entry is synced."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileExistsError:
-        return False
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_directory(Path(path).parent)
-    return True
-
-
-def append_log_line(path: str | os.PathLike, value: Any, sync: bool = True) -> None:
-    """Append ``value`` as one JSON line, in one write where the OS allows, and fsync it (with
-    ``sync=False`` the caller syncs it later; a file this call creates is synced at once either way,
-    with its directory)."""
-    data = (json.dumps(to_json_safe(value), allow_nan=False) + "\n").encode()
-    created = not os.path.exists(path)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        _write_all(fd, data)
-        if sync or created:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        fsync_directory(Path(path).parent)
-
-
-def _make_directory(path: Path) -> None:
-    """``mkdir -p`` that syncs the parent of every directory it creates."""
-    missing = []
-    while not path.is_dir():
-        missing.append(path)
-        if path.parent == path:
-            break
-        path = path.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir()
-        except FileExistsError:
-            if not directory.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory)) from None
-            continue
-        fsync_directory(directory.parent)
-
-
-# --- the log's lines ------------------------------------------------------------------------------
-
-
-def _valid_line(text: bytes) -> bool:
-    try:
-        return isinstance(json.loads(text), list)
-    except (ValueError, UnicodeDecodeError):
-        return False
-
-
-def _last_line_start(fh, end: int) -> int:
-    """Offset where the line ending at ``end`` (exclusive of a newline at ``end``) starts."""
-    position = end
-    while position > 0:
-        step = min(_CHUNK, position)
-        fh.seek(position - step)
-        chunk = fh.read(step)
-        cut = chunk.rfind(b"\n")
-        if cut >= 0:
-            return position - step + cut + 1
-        position -= step
-    return 0
-
-
-def _count_newlines(fh, end: int) -> int:
-    fh.seek(0)
-    count, left = 0, end
-    while left > 0:
-        chunk = fh.read(min(_CHUNK, left))
-        if not chunk:
-            break
-        count += chunk.count(b"\n")
-        left -= len(chunk)
-    return count
-
-
-def repair_torn_line(path: str | os.PathLike) -> Optional[str]:
-    """Cut a torn last line off a log file (``configs.json`` or ``results.json``).
-
-    A line is torn when the write that made it was interrupted: it has no line end, or it is
-    not a JSON list (zeros left by a crash, half a value). Only the last line can be torn (lines
-    are appended one at a time and synced); every complete line is kept. The file is truncated
-    after its last good line and synced.
-
-    Returns a one-line warning naming the file, the line number and what was cut, or None when
-    the file is missing, empty or whole.
-    """
-    try:
-        fh = open(path, "r+b")
-    except FileNotFoundError:
-        return None
-    with fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size == 0:
-            return None
-        fh.seek(size - 1)
-        ends_with_newline = fh.read(1) == b"\n"
-        end = size - 1 if ends_with_newline else size
-        start = _last_line_start(fh, end)
-        fh.seek(start)
-        last = fh.read(end - start)
-        if ends_with_newline and _valid_line(last):
-            return None
-        line_number = _count_newlines(fh, start) + 1
-        os.ftruncate(fh.fileno(), start)
-        os.fsync(fh.fileno())
-    why = "not a JSON list" if ends_with_newline else "no line end"
-    return (f"{path}: line {line_number}: cut a torn last line ({len(last)} bytes, {why}) left by an "
-            f"interrupted write; {line_number - 1} complete line(s) kept")
-
-
-def read_log_lines(path: str | os.PathLike) -> list[list]:
-    """Every line of a log file, parsed (each a JSON list); ``[]`` when the file is missing.
-
-    Nothing is skipped: a line that is not a JSON list (a torn last line included: cut it with
-    :func:`repair_torn_line` first) raises a :class:`UserError` naming the file and line.
-    """
-    try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
-        return []
-    lines = []
-    with fh:
-        for number, raw in enumerate(fh, start=1):
-            if not raw.endswith(b"\n"):
-                raise UserError(f"{path}: line {number}: torn last line (no line end); it is cut when the run "
-                                f"is resumed")
-            try:
-                value = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise UserError(f"{path}: line {number}: not valid JSON ({_first_line(exc)})") from None
-            if not isinstance(value, list):
-                raise UserError(f"{path}: line {number}: expected a JSON list, got {type(value).__name__}")
-            lines.append(value)
-    return lines
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 # --- the results directory ------------------------------------------------------------------------
 
 
@@ -352,7 +184,7 @@ def check_free(directory: str | os.PathLike) -> None:
         if not ancestor.is_dir():
             raise UserError(f"{directory}: cannot create the results directory: {ancestor} is not a directory")
         try:
-            _make_directory(path)
+            make_directory(path)
         except OSError as exc:
             raise UserError(f"{directory}: cannot create the results directory ({exc.strerror or exc})") from None
     probe = path / f".hpo-write-test-{os.getpid()}-{secrets.token_hex(4)}"
@@ -390,27 +222,6 @@ def write_run_metadata(directory: str | os.PathLike, metadata: Mapping[str, Any]
     return replace_file(path, data)
 
 
-def replace_file(path: Path, data: bytes) -> Path:
-    """Replace ``path`` with ``data`` atomically and durably (temporary file, fsync, rename, fsync
-    of the directory)."""
-    _make_directory(path.parent)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_directory(path.parent)
-    return path
 
 
 def update_run_metadata(directory: str | os.PathLike, **changes: Any) -> dict:
@@ -432,7 +243,7 @@ def read_run_metadata(directory: str | os.PathLike, strict: bool = False) -> dic
     except (OSError, ValueError) as exc:
         if not strict:
             return {}
-        raise UserError(f"{path}: cannot read ({_first_line(exc)})") from None
+        raise UserError(f"{path}: cannot read ({first_line(exc)})") from None
     if not isinstance(value, dict):
         if strict:
             raise UserError(f"{path}: expected a JSON object, got {type(value).__name__}")

@@ -21,9 +21,10 @@ from typing import Any
 import yaml
 from hpbandster.core.dispatcher import Job
 
+from hpo.durable_files import read_log_lines, repair_torn_line
 from hpo.errors import UserError
 from hpo.jobs import is_failure
-from hpo.results import CONFIGS_FILE, RESULTS_FILE, read_log_lines, read_run_metadata, repair_torn_line
+from hpo.results import CONFIGS_FILE, RESULTS_FILE, read_run_metadata
 from hpo.space import SearchSpace, parse_space
 
 

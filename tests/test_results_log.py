@@ -19,13 +19,12 @@ from hpbandster.core.result import json_result_logger, logged_results_to_HBS_res
 
 from hpo import line_sync
 from hpo import results as results_module
+from hpo.durable_files import read_log_lines, repair_torn_line
 from hpo.errors import UserError
 from hpo.results import (
     ResultsLog,
     check_free,
-    read_log_lines,
     read_run_metadata,
-    repair_torn_line,
     update_run_metadata,
     write_run_metadata,
 )
