@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
+from hpo.durable_files import fsync_directory
+
 logger = logging.getLogger("hpo.checkpoints")
 
 #: What ``--keep-checkpoints`` accepts.
@@ -85,14 +87,6 @@ def latest(directory: str | os.PathLike, at_most: Optional[int] = None) -> Optio
     return found[-1] if found else None
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_atomic(path: str | os.PathLike, write: Callable[[Any], None]) -> Path:
     """Write a file by calling ``write(binary file object)`` on a temporary file in the same
     directory, then fsync, rename to ``path`` and fsync the directory: ``path`` is either its old
@@ -110,7 +104,7 @@ def save_atomic(path: str | os.PathLike, write: Callable[[Any], None]) -> Path:
         with _suppress_os_error():
             os.unlink(temporary)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
     return path
 
 
