@@ -86,21 +86,24 @@ class RunCatalog:
         self.root = Path(root)
         self._views: dict[str, RunView] = {}
         self._lock = threading.Lock()
-        self._found: tuple[float, list[Path]] = (0.0, [])
+        self._found: tuple[float, list[str], frozenset[str]] = (0.0, [], frozenset())  # when, ids, ids as a set
 
     def run_ids(self) -> list[str]:
         """The runs under the root by their path under it (``.`` for the root itself), searched again
         at most every :data:`DISCOVERY_TTL` seconds; runs that disappeared are forgotten."""
+        return list(self._discovered()[0])
+
+    def _discovered(self) -> tuple[list[str], frozenset[str]]:
         now = time.monotonic()
         with self._lock:
-            stamp, found = self._found
+            stamp, ids, known = self._found
             if now - stamp > DISCOVERY_TTL:
-                found = find_runs(self.root)
-                self._found = (now, found)
-                known = {self._run_id(path) for path in found}
+                ids = [self._run_id(path) for path in find_runs(self.root)]
+                known = frozenset(ids)
+                self._found = (now, ids, known)
                 for gone in [run_id for run_id in self._views if run_id not in known]:
                     del self._views[gone]  # a run directory deleted or moved away
-        return [self._run_id(path) for path in found]
+        return ids, known
 
     def summaries(self) -> list[dict]:
         """One line per run for the run list: name, status, counts, best loss."""
@@ -159,7 +162,7 @@ class RunCatalog:
         return line
 
     def _directory(self, run_id: str) -> Optional[Path]:
-        if run_id not in self.run_ids():  # only discovered runs: no path from a request is opened as given
+        if run_id not in self._discovered()[1]:  # only discovered runs: no path from a request is opened as given
             return None
         return self.root if run_id == "." else self.root / run_id
 
