@@ -24,6 +24,7 @@ from hpo.names import check_run_id
 from hpo.network import local_address_towards, wait_for_nameserver
 from hpo.optimizers import OPTIMIZERS, budget_ladder, make_optimizer
 from hpo.progress import Progress
+from hpo.resume import restore_iterations, resume_summary, sampling_seed
 from hpo.results import ResultsLog, package_versions, utc_now, write_configspace, write_run_metadata
 from hpo.space import BudgetSettings, SearchSpace
 from hpo.transport import Transport, check_listen_address, configure
@@ -144,6 +145,8 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
             "starts": [start],
             "versions": package_versions(),
         }
+    # a resumed run's samplers must not draw the first start's configurations again
+    start["sampling_seed"] = sampling_seed(seed, len(metadata["starts"]) - 1)
     metadata["status"] = "running"
     write_run_metadata(results_dir, metadata)
     write_configspace(results_dir, space.configspace)  # for DeepCAVE/CAVE, with configs.json and results.json
@@ -159,9 +162,9 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
         write_run_metadata(results_dir, {**metadata, "status": "failed", "finished_at": utc_now(),
                                          "reason": str(exc) if isinstance(exc, UserError) else type(exc).__name__})
         raise
-    np.random.seed(seed)
-    random.seed(seed)
-    space.configspace.seed(seed)
+    np.random.seed(start["sampling_seed"])
+    random.seed(start["sampling_seed"])
+    space.configspace.seed(start["sampling_seed"])
     job_context = {
         "run_id": settings.run_id,
         "job": space.job,
@@ -197,8 +200,6 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
                                                        budget.max_budget)
     iterations_left = budget.iterations
     if resume is not None:
-        from hpo.resume import restore_iterations, resume_summary
-
         for warning in resume.repairs:
             logger.warning(warning)
         replayed = restore_iterations(optimizer, resume)

@@ -7,8 +7,10 @@ configuration under its logged id, each result registered as if it had just arri
 model is fitted on every logged result), and iteration numbering continues after the last one.
 
 What is not in the log runs (again): jobs that were in flight when the master died are queued;
-configurations an iteration had not sampled yet are sampled by the resumed optimizer. A finished
-(configuration, budget) pair never runs again.
+configurations an iteration had not sampled yet are sampled by the resumed optimizer, whose random
+state is seeded anew for each start (:func:`sampling_seed`): seeded as the first start was, it
+would draw the first start's configurations again. A finished (configuration, budget) pair never
+runs again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from hpbandster.core.dispatcher import Job
 
@@ -42,6 +45,14 @@ class RunToResume:
 
 class _SamplingNeeded(Exception):
     """The replayed iteration needs a configuration the log does not have."""
+
+
+def sampling_seed(seed: int, start: int) -> int:
+    """The seed of the samplers' random state for the ``start``-th start of a run (0: the first,
+    which uses ``seed`` itself); a resumed start gets a seed of its own, derived from both."""
+    if start == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(start)]).generate_state(1)[0])
 
 
 def load_run_to_resume(directory: str) -> RunToResume:

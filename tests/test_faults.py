@@ -223,8 +223,11 @@ def test_a_killed_master_is_resumed_and_nothing_is_lost_or_repeated(after_result
     check_complete_log(cluster.results, 17)
     configs = read_lines(cluster.results / "configs.json")
     assert len({tuple(c[0]) for c in configs}) == len(configs)
+    settings = [json.dumps(c[1], sort_keys=True) for c in configs]
+    assert len(set(settings)) == len(settings), "the resumed master drew the first start's configurations again"
     meta = json.loads((cluster.results / "run.json").read_text())
     assert meta["status"] == "finished" and [s["kind"] for s in meta["starts"]] == ["start", "resume"]
+    assert meta["starts"][0]["sampling_seed"] == meta["seed"] != meta["starts"][1]["sampling_seed"]
     assert all(w.wait(timeout=30) == 0 for w in cluster.workers)  # the same workers served the resumed run
 
 
