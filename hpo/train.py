@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any, Mapping, Optional, Sequence, TextIO
 
 from hpo.errors import UserError
 from hpo.jobs import SETUP_REASONS, JobContext, is_failure, load_job
+from hpo.results import with_state
 from hpo.run_plan import epochs_for_budget
 from hpo.space import load_space
 from hpo.values import to_json_safe
@@ -109,9 +112,12 @@ def run_train(space_path: str, *, budget: Optional[float], overrides: Mapping[st
     started = time.time()
     result = job_function(config, context)
     finished = time.time()
+    if isinstance(result, dict) and isinstance(result.get("info"), dict):  # as a worker completes it
+        result["info"].setdefault("worker", f"{socket.gethostname()}:{os.getpid()}:train")
+        result["info"].setdefault("wall_time", finished - started)
     if as_json:
-        line = to_json_safe([[0, 0, 0], float(epochs), {"submitted": started, "started": started,
-                                                         "finished": finished}, result, None])
+        timestamps = {"submitted": started, "started": started, "finished": finished}
+        line = to_json_safe([[0, 0, 0], float(epochs), timestamps, with_state(result, None), None])
         print(json.dumps(line, indent=indent), file=out)
     elif not is_failure(result):  # a failure is said once, below
         print(summary(result, n_epochs, finished - started), file=out)

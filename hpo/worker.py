@@ -33,7 +33,7 @@ import Pyro4.errors
 from hpbandster.core.worker import Worker
 
 from hpo.checkpoints import config_directory
-from hpo.jobs import DEFAULT_JOB, JobContext, failure, load_job, registered_jobs
+from hpo.jobs import DEFAULT_JOB, JobContext, failure, is_failure, load_job, registered_jobs
 from hpo.names import check_run_id
 from hpo.network import local_address_towards, wait_for_nameserver
 from hpo.presence import DEFAULT_MASTER_TIMEOUT, Presence
@@ -150,6 +150,10 @@ class JobWorker(Worker):
             info.setdefault("worker", self.name)
             info.setdefault("wall_time", time.time() - started)
         logger.info("job %s done: loss %s", tuple(config_id), result.get("loss"))
+        if is_failure(result):  # the job itself does not log its failure: said here, once
+            why = info if isinstance(info, dict) else {}
+            logger.warning("job %s failed (%s): %s", tuple(config_id), why.get("reason", "error"),
+                           why.get("message", "no message"))
         return result
 
     def _run(self) -> None:

@@ -79,7 +79,20 @@ def test_train_json_is_the_log_line_and_epochs_go_to_stderr():
     assert proc.returncode == 0, proc.stderr
     config_id, budget, stamps, result, exception = json.loads(proc.stdout)
     assert budget == 2.0 and exception is None and result["info"]["epochs"] == 2
+    assert result["info"]["state"] == "SUCCESS"  # as the results log holds it
+    assert result["info"]["worker"].endswith(":train") and result["info"]["wall_time"] >= 0
     assert "epoch 1/2 | " in proc.stderr and "epoch 2/2 | " in proc.stderr
+
+
+def test_a_failed_train_says_why_once_and_exits_2_for_a_setup_reason(tmp_path):
+    space = tmp_path / "bad.yaml"
+    space.write_text((ROOT / "search_spaces" / "quickstart.yaml").read_text().replace("model: resnet18",
+                                                                                   "model: resnet181"))
+    assert "resnet181" in space.read_text()
+    proc = _hpo("train", str(space), "--budget", "1", "--device", "cpu", "--work-dir", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("resnet181") == 1, proc.stderr
+    assert "model 'resnet181'" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_train_set_of_an_unknown_name_lists_the_known_ones():

@@ -253,8 +253,7 @@ def execute(job: PreparedJob) -> JobResult:
             job.classifier.model.load_state_dict(state.best_model)
         if job.at_max_budget:
             info["test_loss"], info["test_accuracy"] = evaluate(job.trainer or job.classifier, job.loaders["test"], job.settings)
-    except Diverged as exc:
-        logger.warning("job %s diverged: %s", job.context.config_id, exc)
+    except Diverged as exc:  # failures are logged once, by whoever runs the job
         return failure("diverged", str(exc), **_without_status(_info(job, history)))
     except torch.cuda.OutOfMemoryError as exc:
         out_of_memory = str(exc).splitlines()[0]
@@ -263,7 +262,6 @@ def execute(job: PreparedJob) -> JobResult:
         job.release()
         gc.collect()
         free_device_memory(job.settings.device)
-        logger.warning("job %s ran out of device memory: %s", job.context.config_id, out_of_memory)
         return failure("oom", f"CUDA out of memory: {out_of_memory}", **_without_status(info))
     loss = validation_objective(info, job.config.objective)  # of the reported epoch (restore_best: the best)
     return {"loss": loss, "info": info}
@@ -278,8 +276,7 @@ def run(config: Mapping[str, Any], context: JobContext) -> JobResult:
     try:
         job = prepare(config, context)
     except UserError as exc:
-        reason = getattr(exc, "reason", "config")
-        logger.error("job %s: %s", context.config_id, exc)
+        reason = getattr(exc, "reason", "config")  # said once, by whoever runs the job (worker log, hpo train)
         return failure(reason, str(exc), epochs=0, budget=context.budget, history=[])
     return execute(job)
 
