@@ -4,14 +4,15 @@
 ``(default: X)`` only where there is a value to say (not for ``None`` or an off switch) and the
 help text does not already say what the default is (``default: the space's max budget``), and
 that keeps the line breaks of a description or an epilog (each unindented line wrapped on its own,
-indented lines as written), so an ``Example:`` block stays as written. :class:`HelpParser` makes it the default of every subcommand.
+indented lines as written), so an ``Example:`` block stays as written. :class:`HelpParser` makes it the default of every subcommand
+and says a usage error in one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import textwrap
-from typing import Any
+from typing import Any, NoReturn
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -36,11 +37,15 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class HelpParser(argparse.ArgumentParser):
-    """An ArgumentParser whose help uses :class:`HelpFormatter` unless told otherwise (for subparsers)."""
+    """An ArgumentParser whose help uses :class:`HelpFormatter` unless told otherwise (for subparsers),
+    and whose usage errors are one line (what is wrong, and where the help is), exit code 2."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def example(*commands: str) -> str:

@@ -6,6 +6,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -203,3 +204,22 @@ def test_train_summary_says_early_stopping_the_restored_epoch_and_what_trains():
     assert "stopped early (no improvement for 1 epoch)" in line
     assert "metrics of the best epoch, 1 (restore_best)" in line
     assert "trains 1,290 of 11,177,538 parameters: fc" in line
+
+
+@pytest.mark.parametrize("command, wrong", [
+    (("run", "--workers", "x"), "hpo run: argument --workers: invalid int value: 'x'"),
+    (("bogus",), "hpo: argument COMMAND: invalid choice: 'bogus'"),
+    (("space",), "hpo space: the following arguments are required: SUBCOMMAND"),
+])
+def test_usage_errors_are_one_line_naming_the_argument(command, wrong):
+    proc = _hpo(*command)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(wrong), proc.stderr
+    assert proc.stderr.rstrip().endswith("--help)")
+
+
+def test_report_usage_errors_are_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hpo.report", str(tmp_path), "--top", "0"],
+                          capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert proc.returncode == 2
+    assert proc.stderr == "hpo-report: argument --top: must be at least 1: 0 (see hpo-report --help)\n"

@@ -19,10 +19,10 @@ FORMATS = ("text", "markdown", "csv", "json")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hpo.help_format import HelpFormatter
+    from hpo.help_format import HelpParser
 
-    parser = argparse.ArgumentParser(
-        prog="hpo-report", formatter_class=HelpFormatter,
+    parser = HelpParser(
+        prog="hpo-report",
         description="Report the best configurations and a summary of BOHB runs (results directories).",
         epilog="Example:\n  hpo-report results/demo --html results/demo/report.html\n"
                "  hpo-report results/demo --all --format csv > trials.csv   # every result, one row each\n\n"
