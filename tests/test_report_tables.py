@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from hpo.errors import UserError
 from hpo.report.loading import read_run
 from hpo.report.tables import build_report, top_configurations
-from report_logs import LogWriter, metadata, write_standard_run
+from report_logs import START, LogWriter, metadata, write_standard_run
 
 
 @pytest.fixture
@@ -95,6 +96,34 @@ def test_rank_correlation_between_successive_budgets(tmp_path):
     assert correlations[["budget_low", "budget_high"]].values.tolist() == [[1, 3], [3, 9]]
     assert correlations["configs"].tolist() == [4, 4]
     assert correlations["spearman"].tolist() == pytest.approx([1.0, -1.0])
+
+
+def test_a_resumed_run_s_wall_time_leaves_out_the_time_it_was_stopped(tmp_path):
+    """Stopped after its second result for an hour, then resumed: the hour counts neither in the
+    wall time nor on the incumbent trajectory's time axis."""
+    from datetime import datetime, timezone
+
+    from hpo.report.display import compute_text
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, timezone.utc).isoformat()
+
+    meta = metadata()
+    log = LogWriter(tmp_path / "run", meta)
+    a, b = log.config(optimizer="adamw", lr=0.01, batch_size=32), log.config(optimizer="adamw", lr=0.1, batch_size=32)
+    log.ok(a, 1, 0.9)  # START .. START + 61
+    log.ok(b, 1, 0.8)  # .. START + 122
+    log.clock += 3600  # stopped for an hour
+    resumed = log.clock
+    log.ok(a, 3, 0.5)  # .. resumed + 181
+    meta.update(started_at=iso(START), finished_at=iso(resumed + 181),
+                starts=[{"at": iso(START), "kind": "start"}, {"at": iso(resumed), "kind": "resume"}])
+    (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
+    report = build_report(read_run(tmp_path / "run"))
+    assert report.compute["wall_time"] == pytest.approx(122 + 181)
+    assert report.compute["stopped_time"] == pytest.approx(3600)
+    assert report.trajectory["wall_time"].tolist() == pytest.approx([61, 122, 122 + 181])
+    assert "wall time 5m 3s (not counting 1h 0m stopped between starts)" in compute_text(report.compute)
 
 
 def test_compute_used(report):

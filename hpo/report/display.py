@@ -186,10 +186,13 @@ def compute_text(compute: dict) -> str:
     used_text = count_text(used) if float(used).is_integer() else budget_text(used)
     state = compute.get("status")
     known = f" (run {state})" if state and state != "unknown" else ""
+    stopped = (f" (not counting {duration_text(compute['stopped_time'])} stopped between starts)"
+               if compute.get("stopped_time") else "")
     return (
         f"{count_text(compute['results'])} results of {count_text(compute['configs'])} configurations "
         f"({count_text(compute['failed'])} failed); {epochs}budget used {used_text}; "
-        f"{hours_text(compute['worker_hours'])} worker-hours; wall time {duration_text(compute['wall_time'])}{known}"
+        f"{hours_text(compute['worker_hours'])} worker-hours; wall time {duration_text(compute['wall_time'])}"
+        f"{stopped}{known}"
     )
 
 

@@ -128,11 +128,13 @@ def incumbent_trajectory(run: RunLog) -> pd.DataFrame:
     """Each time the incumbent changed: hpbandster's definition, the best loss at the highest budget
     evaluated so far (a first result on a higher budget replaces the incumbent).
 
-    ``wall_time`` is seconds since the run started, ``epochs`` the epochs trained by all jobs
+    ``wall_time`` is seconds the run ran since it started (a resumed run's time stopped left out, see
+    :func:`stopped_intervals`), ``epochs`` the epochs trained by all jobs
     finished so far (NaN when the log records none), ``budget_used`` the sum of their budgets.
     """
     results = run.results.sort_values("finished", kind="stable")
     start = run_start_time(run)
+    pauses = stopped_intervals(run)
     epochs = results["epochs"].fillna(0.0).cumsum() if results["epochs"].notna().any() else results["epochs"]
     budget_used = results["budget"].cumsum()
     ok_mask = (results["status"] == "ok").to_numpy()
@@ -148,7 +150,7 @@ def incumbent_trajectory(run: RunLog) -> pd.DataFrame:
     picked = results[changed]
     return pd.DataFrame(
         {
-            "wall_time": picked["finished"].to_numpy() - start,
+            "wall_time": np.asarray([running_seconds(start, t, pauses) for t in picked["finished"]], dtype=float),
             "epochs": epochs[changed].to_numpy(),
             "budget_used": budget_used[changed].to_numpy(),
             "budget": picked["budget"].to_numpy(),
@@ -176,6 +178,27 @@ def rank_correlations(run: RunLog) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["budget_low", "budget_high", "configs", "spearman"])
 
 
+def stopped_intervals(run: RunLog) -> list[tuple[float, float]]:
+    """(from, to) of each time a resumed run was stopped: from its last result (or start) before a
+    resume to that resume (``run.json``'s ``starts``). Empty for a run started once."""
+    starts = sorted(t for t in (parse_time(s.get("at")) for s in run.metadata.get("starts") or []
+                                if isinstance(s, dict)) if t is not None)
+    finished = np.sort(run.results["finished"].dropna().to_numpy(dtype=float))
+    intervals = []
+    for previous, resumed in zip(starts, starts[1:]):
+        before = finished[(finished >= previous) & (finished <= resumed)]
+        last = float(before[-1]) if len(before) else previous
+        if resumed > last:
+            intervals.append((last, resumed))
+    return intervals
+
+
+def running_seconds(start: float, moment: float, stopped: list[tuple[float, float]]) -> float:
+    """Seconds from ``start`` to ``moment`` less the time stopped in between."""
+    pause = sum(max(0.0, min(end, moment) - begin) for begin, end in stopped if begin < moment)
+    return moment - start - pause
+
+
 def compute_used(run: RunLog, status: Optional[RunStatus] = None) -> dict:
     """Compute spent: results, epochs trained, summed budgets, worker-hours and the run's wall time.
 
@@ -186,9 +209,9 @@ def compute_used(run: RunLog, status: Optional[RunStatus] = None) -> dict:
     started = parse_time(run.metadata.get("started_at"))
     finished = parse_time(run.metadata.get("finished_at"))
     if started is not None and finished is not None:
-        wall = finished - started
+        wall = running_seconds(started, finished, stopped_intervals(run))
     else:
-        wall = results["finished"].max() - run_start_time(run)
+        wall = running_seconds(run_start_time(run), results["finished"].max(), stopped_intervals(run))
     return {
         "configs": int(results["config_id"].nunique()),
         "results": int(len(results)),
@@ -196,7 +219,8 @@ def compute_used(run: RunLog, status: Optional[RunStatus] = None) -> dict:
         "epochs": float(results["epochs"].sum()) if results["epochs"].notna().any() else None,
         "budget_used": float(results["budget"].sum()),
         "worker_hours": float(busy) / 3600.0,
-        "wall_time": _finite_or_none(wall),
+        "wall_time": _finite_or_none(wall),  # time stopped between a run's starts left out
+        "stopped_time": sum(end - begin for begin, end in stopped_intervals(run)),
         "status": (status or run_status(run)).state,
     }
 
