@@ -121,11 +121,11 @@ def prune(directory: str | os.PathLike, keep: str | os.PathLike) -> None:
 
 
 def remove(directory: str | os.PathLike) -> bool:
-    """Delete a configuration's checkpoint directory; True when it is gone (or never was)."""
+    """Delete a configuration's checkpoint directory; True when there was one and it is gone."""
     try:
         shutil.rmtree(directory)
     except FileNotFoundError:
-        return True
+        return False  # never made (the job failed first) or gone already
     except OSError as exc:
         logger.warning("could not delete checkpoints %s: %s", directory, exc)
         return False
@@ -177,7 +177,8 @@ class CheckpointKeeper:
         return budget >= self.max_budget * (1 - 1e-9)
 
     def sweep(self, iterations: Iterable[Any]) -> list[tuple]:
-        """Delete what can go now; returns the config ids whose directories were deleted."""
+        """Delete what can go now; returns the config ids whose directories were deleted (not those
+        that never had one)."""
         if self.policy == "all":
             return []
         deleted = []
