@@ -247,6 +247,26 @@ def test_a_run_without_results_whose_master_is_gone_is_not_shown_running(tmp_pat
     assert summaries["starting"]["status"] == "running"  # no master recorded: nothing says it is gone
 
 
+def test_an_unreadable_run_json_is_named_as_hpo_report_names_it(tmp_path):
+    from hpo.dashboard.runs import RunCatalog
+
+    root = tmp_path / "results"
+    (write_standard_run(root / "with_results") / "run.json").write_text("not json")
+    empty = root / "empty"
+    empty.mkdir()
+    (empty / "results.json").write_text("")
+    (empty / "run.json").write_text("not json")
+    (write_standard_run(root / "a_list") / "run.json").write_text("[1, 2]")
+    summaries = {line["id"]: line for line in RunCatalog(root).summaries()}
+    unreadable = "run.json: unreadable (Expecting value: line 1 column 1 (char 0))"
+    assert summaries["with_results"]["status"] == "unknown" and summaries["with_results"]["detail"] == unreadable
+    assert summaries["empty"]["detail"] == f"{unreadable}; no results yet"
+    assert summaries["a_list"]["detail"] == "run.json: not a JSON object, ignored"
+    assert summaries["with_results"]["results"] == 11
+    run = read_run(root / "with_results")  # hpo-report's own words
+    assert run.warnings[0].endswith(f"with_results/{unreadable}, search space inferred from the configurations")
+
+
 def test_dashboard_endpoints_serve_runs_figures_and_every_result(tmp_path):
     root = _results_root(tmp_path)
     dashboard = Dashboard(root)
@@ -258,6 +278,9 @@ def test_dashboard_endpoints_serve_runs_figures_and_every_result(tmp_path):
         run = dashboard.json("api/run?id=run1")
         assert [item["key"] for item in run["figures"]] == KEYS
         assert all(item["figure"]["data"] is not None and "layout" in item["figure"] for item in run["figures"])
+        # plotly's template (6.5 KB) is in the page once, not in every figure of every answer
+        assert run["template"] == "plotly_white" and not [item for item in run["figures"] if "template" in item["figure"]["layout"]]
+        assert len(dashboard.get("api/run?id=run1")[1]) < 30_000 and len(dashboard.get("api/run?id=starting")[1]) < 6_000
         assert len(run["table"]["rows"]) == 11 and "lr" in run["table"]["columns"]
         assert dashboard.json(f"api/run?id=run1&version={run['version']}") == {"id": "run1", "version": run["version"], "unchanged": True}
         _append_result(root / "run1", [1, 0, 0], 0.25)
@@ -333,6 +356,8 @@ def test_the_page_renders_every_chart_and_shows_a_new_result_without_a_reload(tm
         assert len(driver.find_elements(By.CSS_SELECTOR, "#runs tbody tr[data-run]")) == 3
         assert driver.find_elements(By.CSS_SELECTOR, "#chart-parallel .parcoords")  # drawn by plotly, not a placeholder
         assert driver.execute_script("return typeof Plotly") == "object"
+        backgrounds = "return %s.map(function (k) { return document.getElementById('chart-' + k)._fullLayout.template.layout.plot_bgcolor; })"
+        assert driver.execute_script(backgrounds % json.dumps(KEYS)) == ["white"] * len(KEYS)  # the template put back
 
         driver.execute_script("window.notReloaded = true;")
         _append_result(root / "run1", [1, 0, 0], 0.25)
@@ -340,6 +365,7 @@ def test_the_page_renders_every_chart_and_shows_a_new_result_without_a_reload(tm
         assert driver.find_elements(By.CSS_SELECTOR, '#trials tbody tr[data-config="(1, 0, 0)"]')
         assert driver.execute_script("return window.notReloaded === true")  # the same page, updated in place
         assert driver.find_element(By.CSS_SELECTOR, "#runs tr.selected").text.split()[2] == "12"
+        assert driver.execute_script(backgrounds % json.dumps(KEYS)) == ["white"] * len(KEYS)  # redrawn, still the same look
 
         loss_header = next(th for th in driver.find_elements(By.CSS_SELECTOR, "#trials th") if th.text.startswith("loss"))
         loss_header.click()  # sort by loss, best first

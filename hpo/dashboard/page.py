@@ -3,7 +3,8 @@
 It polls the JSON endpoints every :data:`POLL_MS` milliseconds and redraws with ``Plotly.react``
 only what changed (the server answers ``{"unchanged": true}`` while a run's files stay the same),
 so new results appear without a reload. plotly.js comes from the server (the plotly package's
-bundled copy); nothing is fetched from the network.
+bundled copy); nothing is fetched from the network. The figures' plotly template is in the page,
+once: ``/api/run`` leaves it out of every figure and the page puts it back before drawing.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import html
 import json
 
-from hpo.report.figure_parts import PLOT_CONFIG
-from hpo.report.html import TABLE_SCRIPT, TABLE_STYLE
+from hpo.report.figure_parts import PLOT_CONFIG, template_json
+from hpo.report.html import TABLE_SCRIPT, TABLE_STYLE, script_json
 
 POLL_MS = 2000
 
@@ -40,6 +41,7 @@ SCRIPT = r"""
 var POLL_MS = %(poll)d, selected = decodeURIComponent(location.hash.replace(/^#run=/, "")) || null;
 var shownId = null, shownVersion = null, busy = false, again = false, timer = null;
 var PLOT_CONFIG = %(plot_config)s;
+var PLOT_TEMPLATE = %(plot_template)s;  // every figure's layout.template, left out of /api/run
 function esc(value) { return hpoEscape(hpoCell(value)); }  // the table's own cell text ("-" when missing), escaped
 function drawRuns(runs) {
   var body = runs.map(function (run) {
@@ -76,6 +78,7 @@ function drawRun(run) {
       charts.appendChild(box);
     }
     var layout = item.figure.layout || {};
+    if (!layout.template) layout.template = PLOT_TEMPLATE;
     box.style.height = (layout.height || 430) + "px";
     Plotly.react(box, item.figure.data || [], layout, PLOT_CONFIG);
   });
@@ -141,6 +144,6 @@ def render_page(root: str) -> str:
 <h2>Every result</h2>
 <div class="trials" id="trials"></div>
 </main>
-<script>{SCRIPT % {"poll": POLL_MS, "plot_config": json.dumps(PLOT_CONFIG)}}</script>
+<script>{SCRIPT % {"poll": POLL_MS, "plot_config": json.dumps(PLOT_CONFIG), "plot_template": script_json(template_json())}}</script>
 </body></html>
 """

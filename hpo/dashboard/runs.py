@@ -9,7 +9,6 @@ size and modification time of its files, so polling a big log that has not chang
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import socket
@@ -70,6 +69,7 @@ class RunView:
     report: Any = None  # hpo.report.tables.RunReport
     error: Optional[str] = None
     metadata: dict = field(default_factory=dict)
+    metadata_problem: Optional[str] = None  # what is wrong with run.json, in hpo-report's words
     payload: Optional[dict] = None  # figures and table, built on first request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -152,8 +152,9 @@ class RunCatalog:
         status = run_status(report.run)
         best = report.top.iloc[0] if len(report.top) else None
         results = report.run.results
+        detail = view.metadata_problem if view.metadata_problem and not report.run.metadata else status.detail
         line.update(
-            name=report.name, status=status.state, detail=status.detail, results=int(len(results)),
+            name=report.name, status=status.state, detail=detail, results=int(len(results)),
             configs=int(results["config_id"].nunique()), failed=int((results["status"] != "ok").sum()),
             lost=int(len(status.lost_attempts)),
             best_loss=json_safe(float(best["loss"])) if best is not None else None,
@@ -172,15 +173,11 @@ class RunCatalog:
 
 
 def _read(view: RunView) -> None:
-    from hpo.report.loading import read_run
+    from hpo.report.loading import RUN_FILE, read_metadata, read_run
     from hpo.report.tables import build_report
 
-    try:
-        view.metadata = json.loads((view.directory / "run.json").read_text(encoding="utf-8"))
-        if not isinstance(view.metadata, dict):
-            view.metadata = {}
-    except (OSError, ValueError):
-        view.metadata = {}
+    view.metadata, problem = read_metadata(view.directory / RUN_FILE)
+    view.metadata_problem = f"{RUN_FILE}: {problem}" if problem else None
     try:
         view.report = build_report(read_run(view.directory))
     except UserError as error:
@@ -196,7 +193,7 @@ def _state_without_results(view: RunView) -> tuple[str, str]:
     from hpo.report.status import RUNNING, STOPPED, UNKNOWN, master_alive
 
     stated = str(view.metadata.get("status") or UNKNOWN)
-    detail = view.error or ""
+    detail = "; ".join(part for part in (view.metadata_problem, view.error) if part)
     if stated == RUNNING and not view.metadata.get("finished_at"):
         alive, why = master_alive(view.metadata, time.time(), socket.gethostname())
         if alive is False:
@@ -205,6 +202,9 @@ def _state_without_results(view: RunView) -> tuple[str, str]:
 
 
 def _payload(view: RunView) -> dict:
+    """The run's figures, lean (``template`` names the plotly template their layouts leave out: the page
+    holds it and puts it back), and every result as a table."""
+    from hpo.report.figure_parts import TEMPLATE, lean_figure_json
     from hpo.report.figures import FIGURES, all_figures
     from hpo.report.html import trials_table
 
@@ -217,7 +217,8 @@ def _payload(view: RunView) -> dict:
         "name": report.name if report is not None else view.run_id,
         "error": view.error,
         "warnings": list(report.run.warnings[:20]) if report is not None else [],
-        "figures": [{"key": key, "title": titles[key], "figure": json.loads(figure.to_json())}
+        "template": TEMPLATE,
+        "figures": [{"key": key, "title": titles[key], "figure": lean_figure_json(figure)}
                     for key, figure in figures.items()],
         "table": trials_table(report.run) if report is not None else {"columns": [], "rows": []},
     }

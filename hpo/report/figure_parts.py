@@ -1,8 +1,13 @@
 """What every plotly figure of :mod:`hpo.report.figures` shares: colours and markers, the sample
-of results a chart draws, the loss axis' headroom, placeholders and the common style.
+of results a chart draws, the loss axis' headroom, placeholders and the common style (and its
+template, which :func:`lean_figure_json` leaves out of a figure's JSON to be sent once).
 """
 
 from __future__ import annotations
+
+import functools
+import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +26,8 @@ STATUS_COLOURS = {"failed": FAILED_COLOUR, "diverged": "#9467bd", "crashed": "#8
 OUTLIER_SYMBOL = "triangle-up"
 #: plotly.js' config for every chart (the dashboard's and the static page's).
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+#: The plotly template of every chart (:func:`styled`).
+TEMPLATE = "plotly_white"
 
 
 def sample_results(results: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
@@ -57,5 +64,25 @@ def styled(figure: go.Figure) -> go.Figure:
     """``figure`` in the common style (white template, margins it has not set itself, closest hover)."""
     margin = {"l": 60, "r": 30, "t": 60, "b": 50}
     margin.update({side: value for side, value in figure.layout.margin.to_plotly_json().items() if value is not None})
-    figure.update_layout(template="plotly_white", margin=margin, hovermode="closest")
+    figure.update_layout(template=TEMPLATE, margin=margin, hovermode="closest")
     return figure
+
+
+@functools.lru_cache(maxsize=1)
+def _template_text() -> str:
+    return json.dumps(json.loads(go.Figure(layout={"template": TEMPLATE}).to_json())["layout"]["template"])
+
+
+def template_json() -> dict:
+    """:data:`TEMPLATE` as plotly figure JSON (``layout.template``): about 6.5 KB."""
+    return json.loads(_template_text())
+
+
+def lean_figure_json(figure: go.Figure) -> dict[str, Any]:
+    """``figure`` as plotly JSON without ``layout.template`` when it is :data:`TEMPLATE` (most of a
+    small figure's bytes): whoever draws it sets ``layout.template`` to :func:`template_json` again."""
+    value = json.loads(figure.to_json())
+    layout = value.get("layout")
+    if isinstance(layout, dict) and layout.get("template") == template_json():
+        del layout["template"]
+    return value

@@ -138,7 +138,7 @@ def trials_table(run: RunLog) -> dict:
         if pd.api.types.is_datetime64_any_dtype(column):
             cells.append([None if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M:%S") for v in column])
         elif pd.api.types.is_bool_dtype(column) or pd.api.types.is_integer_dtype(column):
-            cells.append(column.tolist())
+            cells.append([None if v is pd.NA else v for v in column.tolist()])  # Int64: missing is pd.NA
         elif pd.api.types.is_float_dtype(column):
             cells.append([v if math.isfinite(v) else None for v in column.tolist()])
         else:

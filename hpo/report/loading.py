@@ -73,7 +73,7 @@ class RunLog:
     ``model_based_pick``. ``results`` holds one row per result: ``config_id``, ``iteration``,
     ``budget``, the ``submitted``/``started``/``finished`` unix times, ``loss`` (NaN unless the
     job succeeded), ``status`` (ok|failed|crashed), ``reason``, ``message``, the
-    :data:`INFO_NUMBERS` columns, ``history`` (the per-epoch list, or its JSON text: read it with
+    :data:`INFO_NUMBERS` columns, ``epochs_trained`` (as the job reported it), ``history`` (the per-epoch list, or its JSON text: read it with
     :func:`parse_history`), ``attempt`` (which attempt the result came from; NaN when the log does not
     say), ``lost_attempts`` (attempts lost with their worker before it) and any other numeric ``info``
     key (a job's own metrics).
@@ -87,6 +87,9 @@ class RunLog:
     results: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
     loss_metric: Optional[str] = None  # what the loss is (info.loss_metric), when the log says
+    #: ``results`` columns read from ``info`` whose every value in the log is a JSON integer (at least
+    #: one, the others missing): ``results`` holds them as floats, :func:`hpo.report.load_run` as ``Int64``.
+    integer_columns: frozenset[str] = frozenset()
 
     @property
     def finished(self) -> bool:
@@ -122,16 +125,18 @@ def read_run(path: str | os.PathLike) -> RunLog:
     if not results_path.is_file():
         raise UserError(f"{directory}: no {RESULTS_FILE} here, not a results directory (or the run has not started)")
 
+    metadata, problem = read_metadata(directory / RUN_FILE)
     warnings: list[str] = []
-    metadata = _read_metadata(directory / RUN_FILE, warnings)
     result_rows, histories = _read_lines(results_path, warnings, cut_history=True)
     if not result_rows:
         if warnings:
             raise UserError(f"{results_path}: no readable result ({len(warnings)} bad line(s), the first: {warnings[0]})")
         raise UserError(f"{results_path}: empty log, no results yet")
-    results, loss_metric = _results_frame(result_rows, histories, results_path, warnings)
+    results, loss_metric, integer_columns = _results_frame(result_rows, histories, results_path, warnings)
     if results.empty:
         raise UserError(f"{results_path}: no readable result ({warnings[0] if warnings else 'no valid lines'})")
+    if problem:
+        warnings.insert(0, f"{directory / RUN_FILE}: {problem}, search space inferred from the configurations")
 
     configs_path = directory / CONFIGS_FILE
     if configs_path.is_file():
@@ -149,24 +154,26 @@ def read_run(path: str | os.PathLike) -> RunLog:
         configs=configs,
         results=results,
         loss_metric=loss_metric,
+        integer_columns=integer_columns,
     )
     for message in warnings:
         run.warn(message)
     return run
 
 
-def _read_metadata(path: Path, warnings: list[str]) -> dict:
+def read_metadata(path: str | os.PathLike) -> tuple[dict, Optional[str]]:
+    """A run's ``run.json`` as a dict (empty when absent or unusable) and what is wrong with it (None
+    when nothing is), e.g. ``unreadable (Expecting value: line 1 column 1 (char 0))``."""
+    path = Path(path)
     if not path.is_file():
-        return {}
+        return {}, None
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        warnings.append(f"{path}: unreadable ({error}), search space inferred from the configurations")
-        return {}
+        return {}, f"unreadable ({error})"
     if not isinstance(value, dict):
-        warnings.append(f"{path}: not a JSON object, ignored")
-        return {}
-    return value
+        return {}, "not a JSON object, ignored"
+    return value, None
 
 
 def _read_lines(path: Path, warnings: list[str], cut_history: bool = False) -> tuple[list[tuple[int, Any]], list[str]]:
@@ -255,7 +262,7 @@ def config_id_text(config_id: Any) -> Optional[str]:
 
 def _results_frame(
     rows: list[tuple[int, Any]], history_texts: list[str], path: Path, warnings: list[str]
-) -> tuple[pd.DataFrame, Optional[str]]:
+) -> tuple[pd.DataFrame, Optional[str], frozenset[str]]:
     ids: list[str] = []
     iterations: list[int] = []
     budgets: list[Any] = []
@@ -321,11 +328,19 @@ def _results_frame(
     columns["status"] = pd.Series(statuses, dtype=object)
     columns["reason"] = pd.Series(reasons, dtype=object)
     columns["message"] = pd.Series(messages, dtype=object)
+    integers: set[str] = set()
+
+    def info_column(name: str, values: list[Any]) -> None:
+        columns[name] = _numbers(values)
+        if _integers_only(values):
+            integers.add(name)
+
     for name in INFO_NUMBERS:
-        columns[name] = _numbers([info.get(name) for info in infos])
+        info_column(name, [info.get(name) for info in infos])
     # "epochs" is what the job trained: a job that continued from a checkpoint records the model's
     # epochs in all as info.epochs and its own as info.epochs_trained
-    columns["epochs"] = _numbers([info.get("epochs_trained", info.get("epochs")) for info in infos])
+    info_column("epochs", [info.get("epochs_trained", info.get("epochs")) for info in infos])
+    info_column("epochs_trained", [info.get("epochs_trained") for info in infos])
     columns["history"] = pd.Series(histories, dtype=object)
     # which attempt a result came from (a job whose worker died ran again) and how many were lost
     columns["attempt"] = _numbers([info.get("attempt") for info in infos])
@@ -333,9 +348,9 @@ def _results_frame(
         [len(lost) if type(lost := info.get("lost_attempts", info.get("attempts"))) is list else 0 for info in infos],
         dtype="int64")
     for name in _extra_metrics(infos):
-        columns[name] = _numbers([info.get(name) for info in infos])
+        info_column(name, [info.get(name) for info in infos])
     metric = next((info["loss_metric"] for info in infos if isinstance(info.get("loss_metric"), str)), None)
-    return pd.DataFrame(columns), metric
+    return pd.DataFrame(columns), metric, frozenset(integers)
 
 
 #: ``info`` keys that are not measurements (or are already columns).
@@ -360,6 +375,17 @@ def _numbers(values: list[Any]) -> np.ndarray:
         return np.asarray(values, dtype=float)  # the common case: only numbers and None
     except (TypeError, ValueError):
         return np.asarray([float(v) if _is_number(v) else math.nan for v in values], dtype=float)
+
+
+def _integers_only(values: list[Any]) -> bool:
+    """True if some value is a JSON integer and every other is missing (None or absent), not a float or text."""
+    found = False
+    for value in values:
+        if type(value) is int:
+            found = True
+        elif value is not None:
+            return False
+    return found
 
 
 def _configs_frame(rows: list[tuple[int, Any]], path: Path, warnings: list[str]) -> pd.DataFrame:

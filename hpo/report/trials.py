@@ -25,7 +25,7 @@ STATUS_REASONS = {"diverged": "diverged", "worker_lost": "lost"}
 RESULT_COLUMNS = (
     "budget", "loss", *[name for name in INFO_NUMBERS if name not in ("epochs", "wall_time")],
     "status", "reason", "message", "attempts", "lost_attempts",
-    "submitted", "started", "finished", "duration", "wall_time", "epochs",
+    "submitted", "started", "finished", "duration", "wall_time", "epochs", "epochs_trained",
 )
 
 _NOT_EXTRA = frozenset({"config_id", "iteration", "history", "attempt", *RESULT_COLUMNS})
@@ -48,7 +48,12 @@ def trials_frame(run: RunLog) -> pd.DataFrame:
     crashed, lost), ``reason`` and ``message`` of a failure; ``attempts`` (which attempt gave the
     result, 1 unless a worker died) and ``lost_attempts``; ``submitted``, ``started``, ``finished``
     (timezone-aware UTC timestamps), ``duration`` (seconds from start to finish), ``wall_time``
-    (seconds the job reports training) and ``epochs`` (trained by this job).
+    (seconds the job reports training), ``epochs`` (trained by this job) and ``epochs_trained`` (as
+    the job reported it; missing where it did not say).
+
+    A number from the job's ``info`` is an integer column (pandas' nullable ``Int64``, missing as
+    ``<NA>``) when the log holds it only as integers (``seed``, ``trainable_params``, ``epochs``...),
+    else float.
     """
     results = run.results.sort_values(["finished", "submitted"], kind="stable", na_position="last")
     results = results.reset_index(drop=True)
@@ -66,9 +71,9 @@ def trials_frame(run: RunLog) -> pd.DataFrame:
     for name in INFO_NUMBERS:
         if name not in ("epochs", "wall_time"):
             frame[name] = results[name].to_numpy()
-    for name in results.columns:
-        if name not in _NOT_EXTRA and name not in frame.columns:
-            frame[name] = results[name].to_numpy()
+    extras = [name for name in results.columns if name not in _NOT_EXTRA and name not in frame.columns]
+    for name in extras:
+        frame[name] = results[name].to_numpy()
     frame["status"] = [result_status(s, r) for s, r in zip(results["status"], results["reason"])]
     frame["reason"] = results["reason"].to_numpy()
     frame["message"] = results["message"].to_numpy()
@@ -80,6 +85,10 @@ def trials_frame(run: RunLog) -> pd.DataFrame:
     frame["duration"] = (results["finished"] - results["started"]).to_numpy()
     frame["wall_time"] = results["wall_time"].to_numpy()
     frame["epochs"] = results["epochs"].to_numpy()
+    frame["epochs_trained"] = results["epochs_trained"].to_numpy()
+    for name in (*INFO_NUMBERS, "epochs_trained", *extras):  # the columns taken from info
+        if name in run.integer_columns:
+            frame[name] = pd.array(results[name].to_numpy(dtype=float), dtype="Int64")
     return frame
 
 
@@ -96,7 +105,17 @@ def all_trials(runs: list[RunLog]) -> pd.DataFrame:
     """Every result of several runs in one table, with a ``run`` column first."""
     frames = [trials_frame(run).assign(run=run.name) for run in runs]
     table = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame(columns=["run"])
+    for name in table.columns:  # integers in one run: Int64 if the others hold integers or nothing, else floats
+        if pd.api.types.is_float_dtype(table[name]) and any(_nullable_integers(frame, name) for frame in frames):
+            having = [frame for frame in frames if name in frame.columns and frame[name].notna().any()]
+            values = table[name].to_numpy(dtype=float, na_value=np.nan)
+            integral = all(_nullable_integers(frame, name) for frame in having)
+            table[name] = pd.array(values, dtype="Int64") if integral else values
     return table[["run", *[c for c in table.columns if c != "run"]]]
+
+
+def _nullable_integers(frame: pd.DataFrame, name: str) -> bool:
+    return name in frame.columns and isinstance(frame[name].dtype, pd.Int64Dtype)
 
 
 def trials_csv(table: pd.DataFrame) -> str:
