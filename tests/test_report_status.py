@@ -153,3 +153,16 @@ def test_a_killed_master_is_reported_stopped_without_a_status(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"run stopped without a status (its master (pid {run.pid} on {socket.gethostname()}) is gone" in out
     assert "(run finished)" not in out
+
+
+def test_an_unreadable_run_json_is_named_as_such_not_as_missing(tmp_path):
+    from hpo.report.formatting import run_description
+    from hpo.report.tables import build_report
+
+    write_standard_run(tmp_path / "run")
+    (tmp_path / "run" / "run.json").write_text("not json")
+    report = build_report(read_run(tmp_path / "run"))
+    status = run_status(report.run)
+    assert status.state == UNKNOWN and status.detail.startswith("run.json unreadable (Expecting value")
+    assert "run.json unreadable (Expecting value" in run_description(report)
+    assert "no run.json" not in run_description(report) + status.detail

@@ -90,6 +90,8 @@ class RunLog:
     #: ``results`` columns read from ``info`` whose every value in the log is a JSON integer (at least
     #: one, the others missing): ``results`` holds them as floats, :func:`hpo.report.load_run` as ``Int64``.
     integer_columns: frozenset[str] = frozenset()
+    #: What is wrong with ``run.json`` when it is there but unusable (``metadata`` is then empty).
+    metadata_problem: Optional[str] = None
 
     @property
     def finished(self) -> bool:
@@ -155,6 +157,7 @@ def read_run(path: str | os.PathLike) -> RunLog:
         results=results,
         loss_metric=loss_metric,
         integer_columns=integer_columns,
+        metadata_problem=problem,
     )
     for message in warnings:
         run.warn(message)
