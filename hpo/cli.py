@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -77,11 +78,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if job_problem(args.job):
             raise UserError(f"--job {args.job!r}: {job_problem(args.job)}")
         worker_args += ["--job", args.job]
-    from hpo.launcher import detect_gpus
+    from hpo.launcher import check_cuda_devices, detect_gpus
     from hpo.limits import check_devices, check_worker_count
 
     gpus = detect_gpus()
     devices = check_devices(args.devices, gpus)
+    check_cuda_devices(devices or [])
     check_worker_count(args.workers, devices or gpus, args.force)
     from hpo.transport import Transport
 
@@ -174,13 +176,14 @@ def cmd_space_check(args: argparse.Namespace) -> int:
     from hpo.optimizers import budget_ladder
     from hpo.space import load_space
 
-    from hpo.jobs import job_not_found
+    from hpo.jobs import check_space_config, job_not_found
 
     for path in args.spaces:
         space = load_space(path)
         problem = job_not_found(space.job)
         if problem:  # a job named by module:callable must at least be found here
             raise UserError(f"{path}: job: {space.job!r}: {problem}")
+        unchecked = check_space_config(space)  # keys and values the job would refuse only at run time
         entries = space.describe()
         searched = [e["name"] for e in entries if e["searched"]]
         constants = [e["name"] for e in entries if not e["searched"]]
@@ -191,6 +194,8 @@ def cmd_space_check(args: argparse.Namespace) -> int:
               f"{len(space.configspace.conditions)} condition(s), "
               f"{len(space.configspace.forbidden_clauses)} forbidden; job {space.job}; "
               f"budgets {ladder} (eta {b.eta:g}, {b.iterations} iterations)")
+        if unchecked:
+            print(f"  configurations not checked: {unchecked}")
         from hpo.space_summary import cost_lines, hyperparameter_lines
 
         print("\n".join(hyperparameter_lines(space) + cost_lines(b, args.optimizer)))
@@ -203,13 +208,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     _terminate_as_interrupt()
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except UserError as exc:
         print("hpo: " + " ".join(str(exc).splitlines()), file=sys.stderr)  # always one line
         return exc.exit_code
     except KeyboardInterrupt:
         print("hpo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `hpo space check ... | head`: the reader is gone; say nothing more
+        _quiet_closed_pipe()
+        return 0
+
+
+def _quiet_closed_pipe() -> None:
+    """Point stdout at /dev/null and close stderr, so that flushing them at exit raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    sys.stderr.close()
 
 
 if __name__ == "__main__":

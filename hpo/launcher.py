@@ -104,6 +104,31 @@ def detect_gpus() -> list[str]:
     return [f"cuda:{i}" for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
 
 
+def check_cuda_devices(devices: Sequence[str], flag: str = "--devices") -> None:
+    """Refuse ``cuda`` devices this host cannot give its workers (no torch, no CUDA, too few GPUs),
+    before anything starts. Imports torch only when a ``cuda`` device is named (``hpo run``'s workers
+    run here, so what torch sees here is what they get)."""
+    wanted = [d for d in devices if d == "cuda" or d.startswith("cuda:")]
+    if not wanted:
+        return
+    text = ",".join(devices)
+    try:
+        import torch
+    except ImportError:
+        raise UserError(f"{flag} {text}: torch is not installed here, and the workers need it for "
+                        f"{wanted[0]} (pip install -e '.[worker]')") from None
+    if not torch.cuda.is_available():
+        build = "torch built without CUDA" if torch.version.cuda is None else f"torch {torch.__version__} finds no GPU"
+        raise UserError(f"{flag} {text}: CUDA is not available on this host ({build}); "
+                        f"use --devices cpu or leave --devices out")
+    count = torch.cuda.device_count()
+    for device in wanted:
+        index = device.partition(":")[2]
+        if index and int(index) >= count:
+            raise UserError(f"{flag} {text}: no GPU {device} on this host (torch sees {count}: "
+                            f"{', '.join(f'cuda:{i}' for i in range(count))})")
+
+
 def run_local(space: SearchSpace, settings: MasterSettings, n_workers: int, worker_args: Sequence[str] = (),
               devices: Optional[Sequence[str]] = None, transport: Optional[Transport] = None,
               resume: Optional["RunToResume"] = None) -> RunSummary:

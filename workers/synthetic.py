@@ -3,7 +3,8 @@
 It needs no torch and no data: the loss is a smooth function of the numeric hyperparameters
 (log-scaled ones in log space), with a penalty per categorical choice and noise that shrinks
 as the budget grows, so BOHB has something to learn. Set ``seconds_per_epoch`` in the config
-(a constant) to make jobs take time, and ``fail_when`` to make some configurations fail.
+(a constant) to make jobs take time, and ``fail_when`` (``NAME=VALUE``) to make some configurations
+fail; ``check_config`` refuses other values of these two before a run. It reads any key.
 
 It continues from checkpoints as the image classifier does (see :mod:`hpo.checkpoints`): with a
 ``context.checkpoint_dir`` it writes a small JSON checkpoint after every epoch (epochs, history,
@@ -90,6 +91,16 @@ def _save(config: Mapping[str, Any], context: JobContext, history: list, rng: ra
     return None
 
 
+def check_config(config: Mapping[str, Any]) -> None:
+    """Raise a ValueError (one line) for a ``seconds_per_epoch`` or ``fail_when`` the job cannot use."""
+    seconds = config.get("seconds_per_epoch", 0.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+        raise ValueError(f"seconds_per_epoch {seconds!r}: must be a number of seconds >= 0")
+    fail_when = config.get("fail_when")
+    if fail_when is not None and not (isinstance(fail_when, str) and "=" in fail_when):
+        raise ValueError(f"fail_when {fail_when!r}: expected NAME=VALUE (the job fails when NAME takes VALUE)")
+
+
 def run(config: Mapping[str, Any], context: JobContext) -> JobResult:
     """Evaluate the synthetic objective for ``round(budget)`` epochs (at least one), continuing from
     the latest checkpoint in ``context.checkpoint_dir`` when there is one."""
@@ -149,3 +160,6 @@ def run(config: Mapping[str, Any], context: JobContext) -> JobResult:
         info["test_loss"] = last["val_loss"] + 0.01
         info["test_accuracy"] = math.exp(-info["test_loss"])
     return {"loss": last["val_loss"], "info": info}
+
+
+run.check_config = check_config  # type: ignore[attr-defined]
