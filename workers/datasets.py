@@ -194,8 +194,19 @@ def load_folder(directory: Optional[str], strict_images: bool = False) -> ImageD
     return ImageData("folder", list(folder.classes), LabeledImages(folder, np.asarray(folder.targets)), None, list(unreadable))
 
 
+def check_dataset(name: str, data_dir: Optional[str] = None) -> None:
+    """Raise a one-line ``JobSetupError`` for a data set name that is not one of :data:`DATASETS`, or
+    ``folder`` without ``data_dir`` (nothing is read: whether the directory holds images is for
+    :func:`load_dataset` to find)."""
+    if name not in DATASETS:
+        raise JobSetupError(f"dataset {name!r}: must be one of {', '.join(DATASETS)}")
+    if name == "folder" and not data_dir:
+        raise JobSetupError("dataset 'folder': set data_dir to a directory with one subfolder of images per class")
+
+
 def load_dataset(name: str, data_root: Optional[str] = None, data_dir: Optional[str] = None, strict_images: bool = False) -> ImageData:
     """The data set ``name`` (one of :data:`DATASETS`)."""
+    check_dataset(name, data_dir)
     root = resolve_data_root(data_root)
     if name == "digits":
         return load_digits()
@@ -205,6 +216,4 @@ def load_dataset(name: str, data_root: Optional[str] = None, data_dir: Optional[
         return load_cifar10(root)
     if name == "caltech101":
         return load_caltech101(root)
-    if name == "folder":
-        return load_folder(data_dir, strict_images)
-    raise JobSetupError(f"dataset {name!r}: must be one of {', '.join(DATASETS)}")
+    return load_folder(data_dir, strict_images)

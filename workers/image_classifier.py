@@ -45,7 +45,7 @@ from hpo.jobs import JobContext, JobResult, failure, with_epoch_report
 from workers.checkpointing import TrainingState, fingerprint, restore
 from workers.checkpointing import save as save_checkpoint
 from workers.config import ClassifierConfig, read_config
-from workers.datasets import DATASETS, load_dataset
+from workers.datasets import check_dataset, load_dataset
 from workers.devices import (
     TrainingSettings,
     apply_global_settings,
@@ -54,9 +54,9 @@ from workers.devices import (
     resolve_device,
     training_settings,
 )
-from workers.errors import Diverged, JobSetupError
+from workers.errors import Diverged
 from workers.input_pipeline import build_pipeline
-from workers.models import ClassifierModel, build_model, classification_models
+from workers.models import ClassifierModel, build_model, check_model_name
 from workers.early_stopping import EarlyStopping, early_stopping_from_config, validation_objective
 from workers.optimization import build_optimizer, epochs_for_budget
 from workers.regimes import parameter_groups
@@ -289,13 +289,8 @@ def check_config(config: Mapping[str, Any]) -> None:
     cfg = read_config(config)
     spec_from_config(cfg, 1)
     early_stopping_from_config(cfg)
-    if cfg.model not in classification_models():
-        raise JobSetupError(f"model {cfg.model!r}: not a torchvision classification model "
-                            f"(e.g. resnet50, vgg16, resnet18)")
-    if cfg.dataset not in DATASETS:
-        raise JobSetupError(f"dataset {cfg.dataset!r}: must be one of {', '.join(DATASETS)}")
-    if cfg.dataset == "folder" and not cfg.data_dir:
-        raise JobSetupError("dataset 'folder': set data_dir to a directory with one subfolder of images per class")
+    check_model_name(cfg.model)
+    check_dataset(cfg.dataset, cfg.data_dir)
     train_transform(cfg.image_size, cfg.augmentation)  # image_size and augmentation; builds no data
     build_optimizer(cfg.optimizer, [torch.zeros(1, requires_grad=True)], cfg.lr, cfg.weight_decay, cfg.momentum,
                     cfg.nesterov)

@@ -176,12 +176,17 @@ def name_of(model: nn.Module) -> str:
     return type(model).__name__
 
 
+def check_model_name(name: str) -> None:
+    """Raise a one-line ``JobSetupError`` unless ``name`` is a torchvision classification model."""
+    if name not in classification_models():
+        raise JobSetupError(f"model {name!r}: not a torchvision classification model (e.g. resnet50, vgg16, resnet18)")
+
+
 def build_model(name: str, num_classes: int, weights: Optional[str] = "none", regime: str = "finetune",
                 trainable_blocks: Optional[int] = None, dropout: float = 0.0) -> ClassifierModel:
     """The torchvision model ``name`` with ``weights``, a ``num_classes`` head (after ``dropout``), and
     ``regime`` applied (``partial``: the last ``trainable_blocks`` backbone stages train too)."""
-    if name not in classification_models():
-        raise JobSetupError(f"model {name!r}: not a torchvision classification model (e.g. resnet50, vgg16, resnet18)")
+    check_model_name(name)
     if regime not in REGIMES:
         raise JobSetupError(f"regime {regime!r}: must be one of {', '.join(REGIMES)}")
     weights = "none" if weights in (None, "", "none", "None") else str(weights)
