@@ -15,3 +15,9 @@ class RunFailed(UserError):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (its type's name when it has none), cut at ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:limit] + ("..." if len(text) > limit else "")

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, TypedDict
 
-from hpo.errors import UserError
+from hpo.errors import UserError, one_line
 
 if TYPE_CHECKING:
     from hpo.space import SearchSpace
@@ -241,7 +241,7 @@ def check_space_config(space: "SearchSpace", job_name: Optional[str] = None) -> 
     try:
         job = load_job(job_name)
     except Exception as exc:  # e.g. the job needs torch, and this is a master host without it
-        return f"cannot load job {job_name} here ({one_line_text(exc)})"
+        return f"cannot load job {job_name} here ({one_line(exc)})"
     check = getattr(job, "check_config", None)
     if check is None:
         return f"job {job_name} has no check_config"
@@ -264,10 +264,5 @@ def check_space_config(space: "SearchSpace", job_name: Optional[str] = None) -> 
             check(config)
         except Exception as exc:  # a UserError or ValueError, as the job says; any other is a problem too
             where = "" if name is None else f" (the configuration with {name} = {value!r})"
-            raise UserError(f"{space.path}: {one_line_text(exc)}{where}") from None
+            raise UserError(f"{space.path}: {one_line(exc)}{where}") from None
     return None
-
-
-def one_line_text(exc: BaseException) -> str:
-    """An exception's message on one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -17,7 +17,7 @@ import ConfigSpace as CS
 from ConfigSpace.exceptions import ForbiddenValueError
 from ConfigSpace.util import deactivate_inactive_hyperparameters
 
-from hpo.errors import UserError
+from hpo.errors import UserError, one_line
 from hpo.jobs import DEFAULT_JOB, job_problem
 from hpo.space_hyperparameters import (
     build_condition,
@@ -31,7 +31,6 @@ from hpo.space_hyperparameters import (
     is_number,
     leaf_conditions,
     legal_text,
-    one_line,
     type_name,
 )
 from hpo.space_yaml import load_yaml, parse_value

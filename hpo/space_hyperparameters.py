@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import ConfigSpace as CS
 
-from hpo.errors import UserError
+from hpo.errors import UserError, one_line
 from hpo.values import to_builtin
 
 TYPE_KEYS = {
@@ -351,8 +351,3 @@ def legal_text(hp) -> str:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] + ("..." if len(text) > 300 else "")

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from hpo.errors import UserError
-from hpo.space_hyperparameters import is_number, one_line
+from hpo.errors import UserError, one_line
+from hpo.space_hyperparameters import is_number
 
 #: Deepest nesting of lists and mappings a space file may have (a real one needs 5).
 MAX_NESTING = 32
