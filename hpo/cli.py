@@ -173,10 +173,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_space_check(args: argparse.Namespace) -> int:
+    from hpo.job_check import check_space_config
+    from hpo.jobs import job_not_found
     from hpo.optimizers import budget_ladder
     from hpo.space import load_space
-
-    from hpo.jobs import check_space_config, job_not_found
 
     for path in args.spaces:
         space = load_space(path)

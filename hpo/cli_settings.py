@@ -94,7 +94,7 @@ def space_and_run(args: argparse.Namespace) -> tuple[SearchSpace, str, str, Opti
         if not args.space:
             raise UserError("a search-space file is needed (or --resume RESULTS_DIR)")
         space = load_space(args.space)
-        from hpo.jobs import check_space_config
+        from hpo.job_check import check_space_config
         from hpo.names import default_run_id
 
         check_space_config(space, getattr(args, "job", None))  # what the jobs would refuse only after the run started

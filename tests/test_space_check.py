@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hpo.errors import UserError
-from hpo.jobs import check_space_config
+from hpo.job_check import check_space_config
 from hpo.space import parse_space
 from tests.conftest import ROOT, SPACES, hpo_command
 from tests.test_without_torch import BLOCK_TORCH
