@@ -144,3 +144,17 @@ def test_a_number_that_is_an_integer_in_one_run_and_a_float_in_another_is_a_floa
     table = all_trials([read_run(tmp_path / "one"), read_run(tmp_path / "two")])
     assert table["images"].dtype == "float64" and table["images"].tolist() == [600.0, 600.5]
     assert str(table["epochs"].dtype) == "Int64"
+
+
+def test_an_integer_too_large_for_a_float_keeps_its_column_a_float_column(tmp_path):
+    """A 64-bit seed (torch.initial_seed() can give one) must not break the table: only integers a
+    float holds exactly make an Int64 column."""
+    from hpo.report.html import trials_table
+
+    log = LogWriter(tmp_path / "run", metadata())
+    log.ok(log.config(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32), 1, 0.5, torch_seed=2 ** 64 - 5,
+           small=7)
+    trials = hpo.report.load_run(tmp_path / "run")
+    assert trials["torch_seed"].dtype == "float64" and trials["torch_seed"].iloc[0] == float(2 ** 64 - 5)
+    assert str(trials["small"].dtype) == "Int64"
+    assert trials_table(hpo.report.loading.read_run(tmp_path / "run"))["rows"]

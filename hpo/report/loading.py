@@ -380,11 +380,16 @@ def _numbers(values: list[Any]) -> np.ndarray:
         return np.asarray([float(v) if _is_number(v) else math.nan for v in values], dtype=float)
 
 
+#: Integers a float holds exactly: larger ones (a 64-bit seed) keep the column a float column.
+EXACT_INTEGER = 2 ** 53
+
+
 def _integers_only(values: list[Any]) -> bool:
-    """True if some value is a JSON integer and every other is missing (None or absent), not a float or text."""
+    """True if some value is a JSON integer and every other is missing (None or absent), not a float or
+    text, nor an integer beyond :data:`EXACT_INTEGER` (the column is read as floats first)."""
     found = False
     for value in values:
-        if type(value) is int:
+        if type(value) is int and abs(value) <= EXACT_INTEGER:
             found = True
         elif value is not None:
             return False
