@@ -124,6 +124,11 @@ def test_a_resumed_run_s_wall_time_leaves_out_the_time_it_was_stopped(tmp_path):
     assert report.compute["stopped_time"] == pytest.approx(3600)
     assert report.trajectory["wall_time"].tolist() == pytest.approx([61, 122, 122 + 181])
     assert "wall time 5m 3s (not counting 1h 0m stopped between starts)" in compute_text(report.compute)
+    from hpo.report.figures import incumbent_over_time
+
+    figure = incumbent_over_time(report)  # the line ends at the run's end, in running time
+    assert figure.layout.xaxis.title.text.endswith("[minutes]")
+    assert max(max(trace.x) for trace in figure.data if trace.x is not None and len(trace.x)) == pytest.approx(303 / 60)
 
 
 def test_compute_used(report):

@@ -28,7 +28,7 @@ from hpo.report.loading import Hyperparameter, parse_history, run_start_time
 from hpo.report.loss_scale import LossScale, loss_scale
 from hpo.report.parallel_coordinates import parallel_coordinates
 from hpo.report.status import read_attempts
-from hpo.report.tables import RunReport, successful
+from hpo.report.tables import RunReport, running_seconds, stopped_intervals, successful
 from hpo.report.trials import result_status
 
 __all__ = ["FIGURES", "PLOT_CONFIG", "all_figures", "budget_rank_correlation", "failures_by_reason",
@@ -337,5 +337,5 @@ def _run_span(report: RunReport) -> float:
     results = report.run.results
     if results.empty:
         return 0.0
-    span = float(results["finished"].max() - run_start_time(report.run))
+    span = running_seconds(run_start_time(report.run), float(results["finished"].max()), stopped_intervals(report.run))
     return span if math.isfinite(span) else 0.0
