@@ -118,7 +118,11 @@ def run_master(space: SearchSpace, settings: MasterSettings, resume: Optional["R
     start = {"at": utc_now(), "kind": "resume" if resume else "start", "master_host": socket.gethostname(),
              "pid": os.getpid()}
     if resume is not None:
-        metadata = {**resume.metadata, "starts": [*resume.metadata.get("starts", []), start]}
+        earlier = resume.metadata.get("starts")
+        earlier = [entry for entry in earlier if isinstance(entry, dict)] if isinstance(earlier, list) else []
+        # a run.json without its starts (an older or edited one) was still started once before
+        earlier = earlier or [{"at": resume.metadata.get("started_at"), "kind": "start"}]
+        metadata = {**resume.metadata, "starts": [*earlier, start]}
         for stale in ("finished_at", "reason"):
             metadata.pop(stale, None)
     else:

@@ -231,6 +231,30 @@ def test_a_killed_master_is_resumed_and_nothing_is_lost_or_repeated(after_result
     assert all(w.wait(timeout=30) == 0 for w in cluster.workers)  # the same workers served the resumed run
 
 
+def test_a_run_json_without_its_starts_still_resumes_with_new_configurations(tmp_path, cluster_factory):
+    """An older (or edited) run.json has no ``starts``: the resumed master still counts the first start
+    and seeds its samplers anew, so it draws no configuration a second time."""
+    cluster = cluster_factory(slow_space(tmp_path, 0.3), iterations=1)
+    cluster.start_nameserver()
+    cluster.start_worker()
+    cluster.start_worker()
+    master = cluster.start_master("--min-workers", "2")
+    wait_until(lambda: count_lines(cluster.results / "results.json") >= 3, 90, "3 results")
+    master.kill()
+    master.wait(timeout=10)
+    meta = json.loads((cluster.results / "run.json").read_text())
+    del meta["starts"]
+    (cluster.results / "run.json").write_text(json.dumps(meta))
+    resumed = cluster.start_master(resume=True, name="m2")
+    assert resumed.wait(timeout=150) == 0, cluster.log("m2").read_text()[-3000:]
+    configs = read_lines(cluster.results / "configs.json")
+    settings = [json.dumps(c[1], sort_keys=True) for c in configs]
+    assert len(configs) == 9 and len(set(settings)) == len(settings)
+    meta = json.loads((cluster.results / "run.json").read_text())
+    assert [s["kind"] for s in meta["starts"]] == ["start", "resume"]
+    assert meta["starts"][1]["sampling_seed"] != meta["seed"]
+
+
 def test_workers_exit_when_their_master_does_not_come_back(tmp_path, cluster_factory):
     cluster = cluster_factory(slow_space(tmp_path, 0.3))
     cluster.start_nameserver()

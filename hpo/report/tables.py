@@ -181,7 +181,8 @@ def rank_correlations(run: RunLog) -> pd.DataFrame:
 def stopped_intervals(run: RunLog) -> list[tuple[float, float]]:
     """(from, to) of each time a resumed run was stopped: from its last result (or start) before a
     resume to that resume (``run.json``'s ``starts``). Empty for a run started once."""
-    starts = sorted(t for t in (parse_time(s.get("at")) for s in run.metadata.get("starts") or []
+    listed = run.metadata.get("starts")
+    starts = sorted(t for t in (parse_time(s.get("at")) for s in (listed if isinstance(listed, list) else [])
                                 if isinstance(s, dict)) if t is not None)
     finished = np.sort(run.results["finished"].dropna().to_numpy(dtype=float))
     intervals = []
