@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -16,6 +15,7 @@ from typing import Optional, Sequence
 
 
 from hpo.cli_parser import build_parser
+from hpo.closed_pipe import silence_closed_stdout, stdout_closed
 from hpo.cli_settings import master_settings, space_and_run, transport_from_args, worker_options
 from hpo.errors import UserError
 from hpo.names import check_run_id
@@ -217,20 +217,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("hpo: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `hpo space check ... | head`: the reader is gone; say nothing more
-        _quiet_closed_pipe()
-        return 0
-
-
-def _quiet_closed_pipe() -> None:
-    """Point stdout at /dev/null and close stderr, so that flushing them at exit raises nothing more."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-    sys.stderr.close()
+    except BrokenPipeError as exc:
+        if stdout_closed():  # e.g. `hpo space check ... | head`: the reader is gone; say nothing more
+            silence_closed_stdout()
+            return 0
+        print(f"hpo {args.command}: a connection or pipe closed under it ({exc})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

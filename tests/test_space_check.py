@@ -143,6 +143,18 @@ def test_a_closed_pipe_ends_quietly(args):
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
+def test_a_broken_pipe_that_is_not_stdout_is_an_error_not_a_quiet_success(monkeypatch, capsys):
+    """A socket or child pipe breaking under a command (stdout still open) must not pass for `| head`."""
+    import hpo.cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(hpo.cli, "cmd_space_check", broken)
+    assert hpo.cli.main(["space", "check", str(SPACES / "synthetic.yaml")]) == 1
+    assert capsys.readouterr().err == "hpo space: a connection or pipe closed under it ([Errno 32] Broken pipe)\n"
+
+
 def test_run_devices_cuda_without_cuda_is_refused_before_anything_starts(tmp_path, run_hpo):
     results = tmp_path / "results"
     space = str(SPACES / "synthetic.yaml")

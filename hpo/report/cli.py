@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from hpo.closed_pipe import silence_closed_stdout, stdout_closed
 from hpo.errors import UserError
 
 FORMATS = ("text", "markdown", "csv", "json")
@@ -59,9 +60,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserError as error:
         print(f"hpo-report: {error}", file=sys.stderr)
         return UserError.exit_code
-    except BrokenPipeError:  # e.g. `hpo-report ... | head`
-        sys.stderr.close()
-        return 0
+    except BrokenPipeError as exc:
+        if stdout_closed():  # e.g. `hpo-report ... | head`: the reader is gone; say nothing more
+            silence_closed_stdout()
+            return 0
+        print(f"hpo-report: a pipe closed under it ({exc})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     finally:
