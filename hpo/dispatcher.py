@@ -157,24 +157,36 @@ class ServiceDispatcher(Dispatcher):
                 job = self.running_jobs.get(job_id)
             except TypeError:  # unhashable id
                 job = None
+            late = self._lost_attempt(job_id, ticket)
+            if late is not None:  # its worker was declared lost: the job ran again, or runs, or waits to
+                record, now = late
+                self.logger.warning("DISPATCHER: dropped a late result for job %r from attempt %d on %s, declared "
+                                    "lost (%s); %s", job_id, record["attempt"], record["worker"], record["reason"],
+                                    f"attempt {now.attempt} keeps the job" if job is now else
+                                    "the job runs again or has finished")
+                return
             if job is None:
                 self.logger.warning("DISPATCHER: dropped a result for job %r: no such job is running "
                                     "(unknown, or already finished)", job_id)
                 return
             expected = getattr(job, "ticket", None)
             if not isinstance(ticket, str) or expected is None or not hmac.compare_digest(ticket, expected):
-                late = _lost_attempt_of(job, ticket)
-                if late is not None:
-                    self.logger.warning("DISPATCHER: dropped a late result for job %r from attempt %d on %s, "
-                                        "declared lost (%s); attempt %d keeps the job", job_id, late["attempt"],
-                                        late["worker"], late["reason"], job.attempt)
-                else:
-                    self.logger.warning("DISPATCHER: dropped a result for job %r: it does not come from the worker "
-                                        "the job was dispatched to (%s)", job_id, job.worker_name)
+                self.logger.warning("DISPATCHER: dropped a result for job %r: it does not come from the worker "
+                                    "the job was dispatched to (%s)", job_id, job.worker_name)
                 return
             if not isinstance(result, dict) or not {"result", "exception"} <= set(result):
                 result = {"result": None, "exception": f"malformed result from {job.worker_name}"}
         self._finish_job(job, result)
+
+    def _lost_attempt(self, job_id: object, ticket: object) -> Optional[tuple[dict, Job]]:
+        """(the lost attempt's record, the job) when ``ticket`` was given to an attempt of ``job_id``
+        that was declared lost, else None."""
+        if not isinstance(ticket, str):
+            return None
+        for lost_ticket, (lost_id, record, job) in vars(self).get("lost_tickets", {}).items():
+            if lost_id == job_id and hmac.compare_digest(ticket, lost_ticket):
+                return record, job
+        return None
 
     def _finish_job(self, job: Job, result: dict) -> None:
         """Record ``result`` for a running job, free its worker, and hand the job to the master."""
@@ -199,11 +211,12 @@ class ServiceDispatcher(Dispatcher):
                 return
             record = {"attempt": job.attempt, "worker": job.worker_name, "reason": reason,
                       "started": job.timestamps.get("started"), "lost": time.time()}
+            if isinstance(getattr(job, "ticket", None), str):  # to name a result it may still deliver
+                vars(self).setdefault("lost_tickets", {})[job.ticket] = (job.id, record, job)
             job.lost_attempts = [*getattr(job, "lost_attempts", []), record]
             retry = job.attempt <= self.max_retries
             if retry:
                 del self.running_jobs[job.id]
-                job.lost_tickets = {**getattr(job, "lost_tickets", {}), job.ticket: record}  # to name late results
                 job.attempt += 1
                 job.ticket = None
                 self.waiting_jobs.put(job)
@@ -342,13 +355,3 @@ def dispatcher_class(cls: type) -> Iterator[None]:
             yield
         finally:
             hpbandster.core.master.Dispatcher = original
-
-
-def _lost_attempt_of(job: Job, ticket: object) -> Optional[dict]:
-    """The record of the lost attempt of ``job`` that was given ``ticket``, or None."""
-    if not isinstance(ticket, str):
-        return None
-    for lost_ticket, record in getattr(job, "lost_tickets", {}).items():
-        if isinstance(lost_ticket, str) and hmac.compare_digest(ticket, lost_ticket):
-            return record
-    return None

@@ -338,19 +338,26 @@ def test_a_late_result_from_an_attempt_declared_lost_is_named_as_such_and_droppe
     job.worker_name, job.ticket, job.attempt = "frozen-host", "first-ticket", 1
     dispatcher.running_jobs[job.id] = job
     dispatcher._attempt_lost(job, "worker did not answer")
+    late = {"result": {"loss": 1.0, "info": {}}, "exception": None}
+    with caplog.at_level(logging.WARNING, logger="test.dispatcher"):
+        dispatcher.register_result([0, 0, 0], late, "first-ticket")  # while the job waits for a worker
+    assert "late result for job (0, 0, 0) from attempt 1 on frozen-host, declared lost (worker did not answer); " \
+           "the job runs again or has finished" in caplog.text
     assert dispatcher.waiting_jobs.get_nowait() is job and job.attempt == 2
     job.worker_name, job.ticket = "other-host", "second-ticket"  # handed out again
     dispatcher.running_jobs[job.id] = job
-    late = {"result": {"loss": 1.0, "info": {}}, "exception": None}
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="test.dispatcher"):
         dispatcher.register_result([0, 0, 0], late, "first-ticket")
     assert not finished and job.id in dispatcher.running_jobs
     assert "late result for job (0, 0, 0) from attempt 1 on frozen-host, declared lost (worker did not answer); " \
            "attempt 2 keeps the job" in caplog.text
-    assert "does not come from the worker" not in caplog.text
+    assert "does not come from the worker" not in caplog.text and "no such job" not in caplog.text
     dispatcher.register_result([0, 0, 0], {"result": {"loss": 2.0, "info": {}}, "exception": None}, "second-ticket")
     assert finished == [job] and job.result["loss"] == 2.0
     assert "first-ticket" not in str(job.lost_attempts)  # tickets stay out of the attempts log
+    dispatcher.register_result([0, 0, 1], late, "first-ticket")  # another job's id with that ticket: not late
+    assert "no such job is running" in caplog.text
 
 
 # --- bounded: bogus connections -----------------------------------------------------------------
