@@ -163,6 +163,6 @@ def test_an_unreadable_run_json_is_named_as_such_not_as_missing(tmp_path):
     (tmp_path / "run" / "run.json").write_text("not json")
     report = build_report(read_run(tmp_path / "run"))
     status = run_status(report.run)
-    assert status.state == UNKNOWN and status.detail.startswith("run.json unreadable (Expecting value")
-    assert "run.json unreadable (Expecting value" in run_description(report)
+    assert status.state == UNKNOWN and status.detail.startswith("run.json: unreadable (Expecting value")
+    assert "run.json: unreadable (Expecting value" in run_description(report)
     assert "no run.json" not in run_description(report) + status.detail

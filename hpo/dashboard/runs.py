@@ -152,9 +152,8 @@ class RunCatalog:
         status = run_status(report.run)
         best = report.top.iloc[0] if len(report.top) else None
         results = report.run.results
-        detail = view.metadata_problem if view.metadata_problem and not report.run.metadata else status.detail
         line.update(
-            name=report.name, status=status.state, detail=detail, results=int(len(results)),
+            name=report.name, status=status.state, detail=status.detail, results=int(len(results)),
             configs=int(results["config_id"].nunique()), failed=int((results["status"] != "ok").sum()),
             lost=int(len(status.lost_attempts)),
             best_loss=json_safe(float(best["loss"])) if best is not None else None,

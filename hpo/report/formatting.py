@@ -67,8 +67,8 @@ def run_description(report: RunReport) -> str:
         parts.append(f"best model (config {config_id_text(best_model.get('config_id')) or '?'}) kept in "
                      f"{best_model.get('path') or best_model.get('directory')}")
     if not meta:
-        what = f"run.json {report.run.metadata_problem}" if report.run.metadata_problem else "no run.json"
-        parts.append(f"{what}: searched hyperparameters inferred from the configurations")
+        what = f"run.json: {report.run.metadata_problem};" if report.run.metadata_problem else "no run.json:"
+        parts.append(f"{what} searched hyperparameters inferred from the configurations")
     return "; ".join(parts)
 
 

@@ -58,7 +58,7 @@ def run_status(run: RunLog, now: Optional[float] = None, hostname: Optional[str]
     now = time.time() if now is None else now
     state, detail = _state(run.metadata, now, hostname or socket.gethostname())
     if run.metadata_problem:  # there, but unreadable: not "no run.json"
-        detail = f"run.json {run.metadata_problem}: the run's state is unknown"
+        detail = f"run.json: {run.metadata_problem}"
     lost = read_attempts(run.directory)
     results = run.results
     retried_mask = (results["attempt"].fillna(1) > 1) | (results["lost_attempts"] > 0)
