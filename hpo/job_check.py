@@ -41,12 +41,6 @@ def _config_with(space: "SearchSpace", parents: Mapping[str, list], name: str, v
     """The default configuration with ``name`` set to ``value`` (its ``parents``, from
     :meth:`SearchSpace.describe`, set so that it is active), or None when that configuration is
     forbidden or cannot be made."""
-    from ConfigSpace.util import deactivate_inactive_hyperparameters
-
-    from hpo.values import to_builtin
-
-    cs = space.configspace
-    values = {hp_name: hp.default_value for hp_name, hp in cs.items()}
     chosen = {name: value}
     pending = [name]
     while pending:  # activate it: each parent of a chosen value takes its condition's first value
@@ -54,13 +48,10 @@ def _config_with(space: "SearchSpace", parents: Mapping[str, list], name: str, v
             if condition["parent"] not in chosen:
                 chosen[condition["parent"]] = condition["values"][0]
                 pending.append(condition["parent"])
-    values.update(chosen)
     try:
-        config = deactivate_inactive_hyperparameters(values, cs)
-        config.check_valid_configuration()
-    except Exception:  # forbidden, or conditions no single value satisfies: never sampled like this
+        return space.config_with(chosen)
+    except UserError:  # forbidden, or conditions no single value satisfies: never sampled like this
         return None
-    return to_builtin(dict(config))
 
 
 def check_space_config(space: "SearchSpace", job_name: Optional[str] = None) -> Optional[str]:
