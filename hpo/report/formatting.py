@@ -30,7 +30,7 @@ from hpo.report.display import (
     top_display,
     trajectory_display,
 )
-from hpo.report.loading import config_id_text
+from hpo.report.result_lines import config_id_text
 from hpo.report.tables import RunReport, combined_top, comparison_table
 
 #: How many rows of the longer summary tables the text/Markdown/HTML pages show (JSON has all).

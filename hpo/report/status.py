@@ -20,7 +20,8 @@ from typing import Any, Optional
 import pandas as pd
 
 from hpo.heartbeat import HEARTBEAT_INTERVAL, STALE_INTERVALS
-from hpo.report.loading import RunLog, config_id_text, parse_time
+from hpo.report.loading import RunLog, parse_time
+from hpo.report.result_lines import config_id_text
 
 ATTEMPTS_FILE = "attempts.json"
 #: Seconds without a heartbeat after which a ``running`` master counts as gone.

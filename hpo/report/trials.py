@@ -15,7 +15,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from hpo.report.loading import INFO_NUMBERS, RunLog, read_run
+from hpo.report.loading import RunLog, read_run
+from hpo.report.result_lines import INFO_NUMBERS
 
 #: Failure reasons shown as their own status (besides ``ok``, ``failed`` and ``crashed``).
 STATUS_REASONS = {"diverged": "diverged", "worker_lost": "lost"}
