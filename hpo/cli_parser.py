@@ -11,6 +11,12 @@ from hpo.network import DEFAULT_NAMESERVER_PORT
 # --- shared flags ---------------------------------------------------------------------------------
 
 
+def _add_nameserver_flags(parser: argparse.ArgumentParser, peers: str) -> None:
+    """--nameserver, and --host: the address ``peers`` reach this process at."""
+    parser.add_argument("--nameserver", default=f"127.0.0.1:{DEFAULT_NAMESERVER_PORT}", help="HOST:PORT of the nameserver")
+    parser.add_argument("--host", help=f"address to listen on for {peers} (default: the one that reaches the nameserver)")
+
+
 def _add_budget_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("budgets (default: the search space's 'budget' section)")
     group.add_argument("--min-budget", type=float, help="smallest budget, in epochs")
@@ -112,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "--nameserver HOST:9090 --tls tls --results results/run1"))
     p.add_argument("space", nargs="?", help="search-space YAML file")
     p.add_argument("--run-id", help="run name that workers use to find this master (required without --resume)")
-    p.add_argument("--nameserver", default=f"127.0.0.1:{DEFAULT_NAMESERVER_PORT}", help="HOST:PORT of the nameserver")
-    p.add_argument("--host", help="address to listen on for workers (default: the one that reaches the nameserver)")
+    _add_nameserver_flags(p, "workers")
     p.add_argument("--results", help="results directory (default: results/<run-id>)")
     p.add_argument("--min-workers", type=int, default=1, help="workers to wait for before starting")
     p.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to wait for the nameserver")
@@ -127,8 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve a master's jobs: found through the nameserver by --run-id; one per GPU.",
                        epilog=example("hpo worker --run-id run1 --nameserver HOST:9090 --tls tls --device cuda:0"))
     p.add_argument("--run-id", required=True, help="the master's run id")
-    p.add_argument("--nameserver", default=f"127.0.0.1:{DEFAULT_NAMESERVER_PORT}", help="HOST:PORT of the nameserver")
-    p.add_argument("--host", help="address to listen on for the master (default: the one that reaches the nameserver)")
+    _add_nameserver_flags(p, "the master")
     p.add_argument("--work-dir", default="results",
                    help="work root: jobs whose working directory (under the master's results directory) lies "
                         "outside it are refused (default: ./results)")

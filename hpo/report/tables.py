@@ -209,10 +209,10 @@ def compute_used(run: RunLog, status: Optional[RunStatus] = None) -> dict:
     busy = (results["finished"] - results["started"]).clip(lower=0).sum()
     started = parse_time(run.metadata.get("started_at"))
     finished = parse_time(run.metadata.get("finished_at"))
-    if started is not None and finished is not None:
-        wall = running_seconds(started, finished, stopped_intervals(run))
-    else:
-        wall = running_seconds(run_start_time(run), results["finished"].max(), stopped_intervals(run))
+    pauses = stopped_intervals(run)
+    if started is None or finished is None:
+        started, finished = run_start_time(run), results["finished"].max()
+    wall = running_seconds(started, finished, pauses)
     return {
         "configs": int(results["config_id"].nunique()),
         "results": int(len(results)),
@@ -221,7 +221,7 @@ def compute_used(run: RunLog, status: Optional[RunStatus] = None) -> dict:
         "budget_used": float(results["budget"].sum()),
         "worker_hours": float(busy) / 3600.0,
         "wall_time": _finite_or_none(wall),  # time stopped between a run's starts left out
-        "stopped_time": sum(end - begin for begin, end in stopped_intervals(run)),
+        "stopped_time": sum(end - begin for begin, end in pauses),
         "status": (status or run_status(run)).state,
     }
 
